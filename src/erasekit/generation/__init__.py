@@ -1,1 +1,5 @@
+"""Batched, seeded generation with a content-addressed image cache."""
 
+from erasekit.generation.request import GeneratedImage, ImageRequest, SamplerSettings
+
+__all__ = ["GeneratedImage", "ImageRequest", "SamplerSettings"]

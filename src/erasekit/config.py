@@ -1,0 +1,356 @@
+"""Run configs: the spec's shape, strictly validated before any model loads.
+
+A run config is ``output_dir`` + ``technique {name, config}`` + ``metric`` or
+``metrics``. The raw shape is parsed here; the ``config`` blocks are then
+validated against the typed model of the registered technique / metric, and the
+spec's cross-field compatibility rules run. Every failure becomes a
+:class:`~erasekit.errors.ConfigError` naming the dotted path and the fix, which
+the CLI prints as one line with exit code 2.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from erasekit.errors import ConfigError
+from erasekit.registry import METRICS, TECHNIQUES, load_builtins
+
+DEFAULT_MODEL_ID = "CompVis/stable-diffusion-v1-4"
+TOY_MODEL_ID = "toy"
+_DEVICE_PREFIXES = ("cpu", "cuda", "mps", "auto", "xpu")
+
+
+class StrictModel(BaseModel):
+    """Base for every config model: unknown keys are errors, defaults are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=False)
+
+
+def _check_device(v: str) -> str:
+    head = v.split(":")[0].lower()
+    if head not in _DEVICE_PREFIXES:
+        raise ValueError(f"unknown device {v!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    return v
+
+
+class TechniqueConfig(StrictModel):
+    """Fields every technique shares: which base model, and how images are sampled from it.
+
+    ``num_inference_steps`` / ``guidance_scale`` default to the base model's own
+    defaults (SD v1.4: 50 steps, guidance 7.5 as in the spec; the toy world: its
+    documented defaults). The normalised config in the report shows the value used.
+    """
+
+    model_id: str = Field(DEFAULT_MODEL_ID, min_length=1, description="HF id, local diffusers folder, or 'toy'")
+    num_inference_steps: int | None = Field(None, ge=1, le=1000, description="DDIM steps for generation")
+    guidance_scale: float | None = Field(None, ge=0.0, le=100.0, description="classifier-free guidance scale")
+    use_fp16: bool = Field(True, description="half precision (only on CUDA; ignored with a log line elsewhere)")
+    device: str = Field("cuda", description="'cuda', 'cuda:N', 'cpu', 'mps' or 'auto'")
+
+    _validate_device = field_validator("device")(classmethod(lambda cls, v: _check_device(v)))
+
+    @property
+    def is_toy(self) -> bool:
+        return self.model_id == TOY_MODEL_ID
+
+
+class MetricConfig(StrictModel):
+    """Fields every metric shares."""
+
+    device: str = Field("auto", description="where detectors / feature nets run")
+    preset: str | None = Field(None, description="a named evaluation protocol (see `erasekit list`)")
+
+    _validate_device = field_validator("device")(classmethod(lambda cls, v: _check_device(v)))
+
+
+class TechniqueSpec(StrictModel):
+    name: str = Field(min_length=1)
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class MetricSpec(StrictModel):
+    name: str = Field(min_length=1)
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunConfig(StrictModel):
+    """The top-level shape of a config file (spec shape + documented extensions)."""
+
+    output_dir: str = Field(min_length=1)
+    technique: TechniqueSpec
+    metric: MetricSpec | None = None
+    metrics: list[MetricSpec] | None = None
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="global seed mixed into every image seed")
+    cache_dir: str | None = Field(None, description="image/attack cache (default: <output_dir>/cache)")
+    batch_size: int = Field(8, ge=1, le=4096, description="images per generation batch")
+    compare_to_base: bool = Field(False, description="also evaluate the unedited base model")
+
+
+# ---------------------------------------------------------------- resolution
+
+
+@dataclass
+class ResolvedMetric:
+    """One metric of a run: where it sits in the config, its class and typed config."""
+
+    path: str  # "metric" or "metrics[2]"
+    name: str  # canonical registry name
+    key: str  # unique key in the report ("asr_custom", or "asr_custom#2" for repeats)
+    cls: type
+    config: Any
+
+
+@dataclass
+class ResolvedRun:
+    """A validated run: the raw config plus typed technique/metric configs."""
+
+    raw: RunConfig
+    technique_name: str
+    technique_cls: type
+    technique_config: Any
+    metrics: list[ResolvedMetric] = field(default_factory=list)
+    source: Path | None = None
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.raw.output_dir)
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.raw.cache_dir) if self.raw.cache_dir else self.output_dir / "cache"
+
+    def concepts(self) -> list[str]:
+        """The concepts the technique erases (first = primary), empty for the baseline."""
+        return list(self.technique_cls.concepts(self.technique_config))
+
+    def normalised(self) -> dict[str, Any]:
+        """The config with every default filled in: what the report records and the run id hashes."""
+        from erasekit.models.loading import sampler_defaults
+
+        tech = self.technique_config.model_dump(mode="json")
+        defaults = sampler_defaults(self.technique_config.model_id)
+        if tech.get("num_inference_steps") is None:
+            tech["num_inference_steps"] = defaults.num_inference_steps
+        if tech.get("guidance_scale") is None:
+            tech["guidance_scale"] = defaults.guidance_scale
+        out: dict[str, Any] = {
+            "output_dir": self.raw.output_dir,
+            "seed": self.raw.seed,
+            "cache_dir": str(self.cache_dir),
+            "batch_size": self.raw.batch_size,
+            "compare_to_base": self.raw.compare_to_base,
+            "technique": {"name": self.technique_name, "config": tech},
+            "metrics": [{"name": m.name, "config": m.config.model_dump(mode="json")} for m in self.metrics],
+        }
+        return out
+
+    def run_id(self) -> str:
+        """Hash of the canonical normalised config: the same config always gives the same id.
+
+        ``output_dir``/``cache_dir``/``batch_size`` do not change any number, so they
+        are left out: moving a run does not change its identity.
+        """
+        norm = self.normalised()
+        for k in ("output_dir", "cache_dir", "batch_size"):
+            norm.pop(k, None)
+        return hashlib.sha256(canonical_json(norm).encode()).hexdigest()[:16]
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+
+
+# ---------------------------------------------------------------- errors
+
+_TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none", "function-after", "function-before"}
+
+
+def _loc_to_path(prefix: str, loc: tuple[Any, ...]) -> str:
+    path = prefix
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+            continue
+        s = str(part)
+        if "[" in s or "(" in s or s in _TYPE_TAGS or s.startswith("literal"):
+            continue  # union member tags, not config keys
+        path = f"{path}.{s}" if path else s
+    return path
+
+
+def _fix_for(err: dict[str, Any], model: type[BaseModel] | None, loc_fields: tuple[Any, ...]) -> str:
+    etype = err.get("type", "")
+    ctx = err.get("ctx") or {}
+    if etype == "extra_forbidden":
+        allowed = _allowed_keys(model, loc_fields[:-1])
+        bad = str(loc_fields[-1]) if loc_fields else ""
+        import difflib
+
+        close = difflib.get_close_matches(bad, allowed, n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        return f"{hint}remove it; allowed keys here: {', '.join(allowed)}" if allowed else "remove it"
+    if etype == "missing":
+        return "add this required field"
+    for bound, word in (("gt", "greater than"), ("ge", "at least"), ("lt", "less than"), ("le", "at most")):
+        if bound in ctx:
+            return f"use a value {word} {ctx[bound]}"
+    if "expected" in ctx:
+        return f"use one of {ctx['expected']}"
+    if etype.startswith(("int", "float", "bool", "string", "list", "dict", "model")):
+        kind = etype.split("_")[0].replace("string", "string").replace("model", "mapping").replace("dict", "mapping")
+        return f"give a {kind} value"
+    if etype == "too_short":
+        return "give a non-empty value"
+    return "see `erasekit list` and the README for valid values"
+
+
+def _allowed_keys(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> list[str]:
+    m = model
+    for part in loc:
+        if m is None or isinstance(part, int):
+            continue
+        f = m.model_fields.get(str(part)) if hasattr(m, "model_fields") else None
+        if f is None:
+            m = None
+            break
+        ann = f.annotation
+        m = _first_model(ann)
+    if m is None or not hasattr(m, "model_fields"):
+        return []
+    return list(m.model_fields)
+
+
+def _first_model(ann: Any) -> type[BaseModel] | None:
+    import typing
+
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    for arg in typing.get_args(ann):
+        m = _first_model(arg)
+        if m is not None:
+            return m
+    return None
+
+
+def validation_to_config_error(exc: ValidationError, prefix: str, model: type[BaseModel] | None) -> ConfigError:
+    """Turn pydantic's first error into our one-line ConfigError."""
+    err = exc.errors(include_url=False)[0]
+    loc = tuple(err.get("loc", ()))
+    fields = tuple(p for p in loc if isinstance(p, int) or _loc_to_path("", (p,)))
+    path = _loc_to_path(prefix, loc)
+    msg = str(err.get("msg", "invalid value"))
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if err.get("type") == "extra_forbidden":
+        msg = "unknown key"
+    elif err.get("type") != "missing" and "input" in err:
+        shown = repr(err["input"])
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        msg = f"{msg} (got {shown})"
+    return ConfigError(path, msg, _fix_for(err, model, fields))
+
+
+# ---------------------------------------------------------------- loading
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Parse a JSON or YAML file into a dict, or raise ConfigError (never a traceback)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(str(path), "config file not found", "check the path")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), f"cannot read config file ({exc.__class__.__name__})", "save it as UTF-8 text") from None
+    try:
+        if p.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            data = yaml.safe_load(text)  # safe_load: a config can never construct Python objects
+    except json.JSONDecodeError as exc:
+        raise ConfigError(str(path), f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})", "fix the syntax") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(str(path), f"not valid YAML{where}", "fix the syntax") from None
+    if not isinstance(data, dict):
+        raise ConfigError("<config>", f"the top level must be a mapping, got {type(data).__name__}", "start the file with output_dir, technique and metric(s) keys")
+    return data
+
+
+def load_config(path: str | Path) -> ResolvedRun:
+    run = resolve_config(read_config_file(path))
+    run.source = Path(path)
+    return run
+
+
+def resolve_config(data: dict[str, Any]) -> ResolvedRun:
+    """Validate a config dict completely: shape, typed blocks, compatibility rules.
+
+    Loads no model. Raises ConfigError on the first problem.
+    """
+    load_builtins()
+    try:
+        raw = RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise validation_to_config_error(exc, "", RunConfig) from None
+
+    if raw.metric is not None and raw.metrics is not None:
+        raise ConfigError("metrics", "both 'metric' and 'metrics' are set", "keep one: 'metric' for a single metric or 'metrics' for a list")
+    if raw.metric is None and raw.metrics is None:
+        raise ConfigError("metric", "no metric given", "add 'metric: {name, config}' or 'metrics: [...]'")
+    if raw.metrics is not None and len(raw.metrics) == 0:
+        raise ConfigError("metrics", "the list is empty", "add at least one metric")
+
+    tname = TECHNIQUES.canonical(raw.technique.name)
+    if tname is None:
+        raise ConfigError("technique.name", f"unknown technique {raw.technique.name!r}", _did_you_mean(TECHNIQUES, raw.technique.name))
+    tcls = TECHNIQUES.get(tname)
+    try:
+        tconf = tcls.Config.model_validate(raw.technique.config)
+    except ValidationError as exc:
+        raise validation_to_config_error(exc, "technique.config", tcls.Config) from None
+
+    specs = [("metric", raw.metric)] if raw.metric is not None else [(f"metrics[{i}]", m) for i, m in enumerate(raw.metrics or [])]
+    resolved: list[ResolvedMetric] = []
+    for path, spec in specs:
+        mname = METRICS.canonical(spec.name)
+        if mname is None:
+            raise ConfigError(f"{path}.name", f"unknown metric {spec.name!r}", _did_you_mean(METRICS, spec.name))
+        mcls = METRICS.get(mname)
+        try:
+            mconf = mcls.Config.model_validate(spec.config)
+        except ValidationError as exc:
+            raise validation_to_config_error(exc, f"{path}.config", mcls.Config) from None
+        resolved.append(ResolvedMetric(path=path, name=mname, key=mname, cls=mcls, config=mconf))
+
+    counts: dict[str, int] = {}
+    for m in resolved:
+        counts[m.name] = counts.get(m.name, 0) + 1
+        if counts[m.name] > 1:
+            m.key = f"{m.name}#{counts[m.name]}"
+
+    run = ResolvedRun(raw=raw, technique_name=tname, technique_cls=tcls, technique_config=tconf, metrics=resolved)
+    tcls.check_config(tconf, "technique.config")
+    for m in resolved:
+        m.cls.check_config(m.config, run, f"{m.path}.config")
+    return run
+
+
+def _did_you_mean(reg: Any, name: str) -> str:
+    s = reg.suggest(name)
+    known = ", ".join(reg.names())
+    return (f"did you mean '{s}'? " if s else "") + f"known {reg.kind}s: {known}"
+
+
+def primary_concept(run: ResolvedRun) -> str | None:
+    c = run.concepts()
+    return c[0] if c else None

@@ -1,0 +1,59 @@
+"""What a metric asks for: an image request, and what it gets back.
+
+Metrics never call the pipeline. They return ``ImageRequest`` objects; the runner
+deduplicates them across metrics, serves what the cache has, generates the rest
+and hands each metric its ``GeneratedImage`` list in request order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    """One image: prompt + seed (+ optional negative prompt and per-request guidance).
+
+    ``guidance_scale`` overrides the technique's value for this image only (I2P rows
+    carry their own). Two equal requests are one image.
+    """
+
+    prompt: str
+    seed: int
+    negative_prompt: str = ""
+    guidance_scale: float | None = None
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """Everything besides the request that determines the pixels."""
+
+    num_inference_steps: int
+    guidance_scale: float
+    height: int
+    width: int
+    scheduler: str = "DDIMScheduler"
+    dtype: str = "float32"
+
+
+@dataclass
+class GeneratedImage:
+    """An image served to a metric: from the cache or freshly generated."""
+
+    request: ImageRequest
+    key: str
+    path: Path
+    reused: bool
+    _image: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def image(self) -> Any:
+        """The PIL image (RGB), loaded lazily from the cache."""
+        if self._image is None:
+            from PIL import Image
+
+            with Image.open(self.path) as im:
+                self._image = im.convert("RGB")
+        return self._image

@@ -1,0 +1,85 @@
+"""The metric interface (torchmetrics-style state, lm-eval-harness-style requests).
+
+A metric is configured by a typed ``Config``; it *declares* the images it needs
+(``requests``) and *scores* the images it is handed (``compute``). It never calls the
+pipeline, so the runner can deduplicate requests across metrics, reuse cached
+images, shard generation, and evaluate the base model with the same requests.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from erasekit.config import MetricConfig
+from erasekit.generation.request import GeneratedImage, ImageRequest
+
+if TYPE_CHECKING:
+    from erasekit.config import ResolvedRun
+
+
+@dataclass
+class MetricResult:
+    """``value`` (None only when a metric has no single number), ``details`` (protocol,
+    counts, sub-scores), and one ``records`` entry per scored image."""
+
+    value: float | None
+    details: dict[str, Any] = field(default_factory=dict)
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class MetricContext:
+    """What a metric may use: the run, the model under test (read-only), shared detectors.
+
+    ``pipe`` is given so attacks can use the model's text path; metrics must not
+    generate images with it. ``variant`` is "erased" or "base" (compare_to_base).
+    """
+
+    run: ResolvedRun
+    pipe: Any
+    model_fingerprint: str
+    detectors: Any  # erasekit.detectors.DetectorPool
+    cache_dir: Path
+    variant: str = "erased"
+    log: Any = None
+
+    @property
+    def model_id(self) -> str:
+        return self.run.technique_config.model_id
+
+    @property
+    def is_toy(self) -> bool:
+        return self.model_id == "toy"
+
+    @property
+    def concepts(self) -> list[str]:
+        return self.run.concepts()
+
+    @property
+    def seed(self) -> int:
+        return self.run.raw.seed
+
+
+class Metric(ABC):
+    """Base class. Subclasses set ``Config`` and implement ``requests`` and ``compute``."""
+
+    Config: ClassVar[type[MetricConfig]] = MetricConfig
+
+    def __init__(self, config: MetricConfig, ctx: MetricContext) -> None:
+        self.config = config
+        self.ctx = ctx
+
+    @classmethod
+    def check_config(cls, config: MetricConfig, run: ResolvedRun, path: str) -> None:
+        """Compatibility checks needing no model; raise ConfigError(f"{path}.field", …)."""
+
+    @abstractmethod
+    def requests(self) -> list[ImageRequest]:
+        """The images this metric needs, in a fixed order."""
+
+    @abstractmethod
+    def compute(self, images: list[GeneratedImage]) -> MetricResult:
+        """Score ``images`` (same order as ``requests()``)."""

@@ -1,0 +1,166 @@
+"""Load base text-to-image pipelines from a local folder, the HF cache, or the toy world.
+
+Why one module: every technique, the generation engine and every metric must see
+the *same* model identity. ``base_fingerprint`` is the identity of the unedited
+weights (file hashes for a local folder, the resolved snapshot revision for a hub
+id, the shipped file hashes for ``toy``); techniques extend it with their config.
+Nothing here ever downloads: a missing model is a clear error saying how to get it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from erasekit.errors import ConfigError, ModelNotFoundError
+
+log = logging.getLogger(__name__)
+
+TOY_MODEL_ID = "toy"
+SD_DEFAULTS: dict[str, Any] = {"num_inference_steps": 50, "guidance_scale": 7.5, "height": 512, "width": 512}
+
+
+@dataclass(frozen=True)
+class SamplerDefaults:
+    num_inference_steps: int
+    guidance_scale: float
+    height: int
+    width: int
+
+
+def sampler_defaults(model_id: str) -> SamplerDefaults:
+    """The model's own default sampler settings, read from configs only (no weights)."""
+    if model_id == TOY_MODEL_ID:
+        from erasekit.toyworld import TOY_DEFAULTS
+
+        return SamplerDefaults(**{k: TOY_DEFAULTS[k] for k in ("num_inference_steps", "guidance_scale", "height", "width")})
+    d = dict(SD_DEFAULTS)
+    folder = Path(model_id)
+    if folder.is_dir():
+        size = _native_size(folder)
+        if size:
+            d["height"] = d["width"] = size
+    return SamplerDefaults(**d)
+
+
+def _native_size(folder: Path) -> int | None:
+    try:
+        unet = json.loads((folder / "unet" / "config.json").read_text())
+        vae = json.loads((folder / "vae" / "config.json").read_text())
+        factor = 2 ** (len(vae.get("block_out_channels", [0, 0, 0, 0])) - 1)
+        return int(unet["sample_size"]) * factor
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def resolve_device(device: str) -> str:
+    """Map 'auto' to the best available device; refuse CUDA where there is none."""
+    import torch
+
+    d = device.lower()
+    if d == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if d.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device", f"'{device}' requested but CUDA is not available on this machine", "set device: cpu (or auto)")
+    if d == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+        raise ConfigError("device", "'mps' requested but not available", "set device: cpu (or auto)")
+    return d
+
+
+def toy_pipeline_dir() -> Path:
+    from erasekit.toyworld import PIPELINE_DIR
+
+    return Path(PIPELINE_DIR)
+
+
+def local_model_dir(model_id: str) -> Path:
+    """Resolve a model id to a local diffusers folder without touching the network."""
+    if model_id == TOY_MODEL_ID:
+        return toy_pipeline_dir()
+    p = Path(model_id).expanduser()
+    if p.is_dir():
+        if not (p / "model_index.json").is_file():
+            raise ModelNotFoundError(f"{model_id}: not a diffusers pipeline folder (no model_index.json)")
+        return p
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(model_id, local_files_only=True))
+    except Exception as exc:  # noqa: BLE001 - huggingface_hub raises several unrelated types here
+        raise ModelNotFoundError(
+            f"model '{model_id}' is not available offline ({exc.__class__.__name__}). "
+            f"Download it once with `huggingface-cli download {model_id}` on a machine with network access "
+            "(or copy a diffusers folder here) and set technique.config.model_id to that folder; "
+            "use model_id: toy for the embedded toy world"
+        ) from None
+
+
+def _hash_files(folder: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(folder.rglob("*")):
+        if f.is_file() and not f.name.startswith("."):
+            h.update(str(f.relative_to(folder)).encode())
+            st = f.stat()
+            if st.st_size > 64 * 2**20:
+                # large weight files: hash size + head + tail (full hashing of GBs is minutes)
+                with f.open("rb") as fh:
+                    h.update(str(st.st_size).encode())
+                    h.update(fh.read(2**20))
+                    fh.seek(-(2**20), os.SEEK_END)
+                    h.update(fh.read())
+            else:
+                h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+@lru_cache(maxsize=16)
+def base_fingerprint(model_id: str) -> str:
+    """Identity of the unedited base weights (16 hex chars)."""
+    folder = local_model_dir(model_id)
+    if model_id != TOY_MODEL_ID and not Path(model_id).is_dir():
+        ident = f"hub:{model_id}@{folder.name}"  # snapshot folder name is the commit hash
+    else:
+        ident = f"files:{_hash_files(folder)}"
+    return hashlib.sha256(ident.encode()).hexdigest()[:16]
+
+
+def load_base_pipeline(model_id: str, device: str = "cpu", use_fp16: bool = False) -> Any:
+    """Load a StableDiffusionPipeline (SD 1.x layout) with a DDIM scheduler, offline.
+
+    fp16 only on CUDA; elsewhere it is ignored with a log line.
+    """
+    import torch
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    folder = local_model_dir(model_id)
+    dtype = torch.float32
+    if use_fp16:
+        if device.startswith("cuda"):
+            dtype = torch.float16
+        else:
+            log.info("use_fp16 ignored on %s: half precision only runs on CUDA", device)
+    pipe = StableDiffusionPipeline.from_pretrained(
+        str(folder),
+        torch_dtype=dtype,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+        local_files_only=True,
+    )
+    sched_cfg = dict(pipe.scheduler.config)
+    sched_cfg["steps_offset"] = 1
+    sched_cfg["clip_sample"] = False
+    pipe.scheduler = DDIMScheduler.from_config(sched_cfg)
+    pipe.set_progress_bar_config(disable=True)
+    pipe = pipe.to(device)
+    return pipe

@@ -1,0 +1,51 @@
+"""The technique interface: edit a loaded base pipeline in place, deterministically.
+
+A technique knows nothing about metrics. It gets the base pipeline, edits its
+weights, and names the edit (``fingerprint``) so that images of two different
+edits are never confused in the cache, while the same edit always reuses them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from erasekit.config import TechniqueConfig, canonical_json
+
+# Fields that say where files go or come from, not what the weights are.
+NON_SEMANTIC_FIELDS: frozenset[str] = frozenset({"save_path", "load_path"})
+
+
+class Technique(ABC):
+    """Base class. Subclasses set ``Config`` (a TechniqueConfig subclass) and implement ``apply``."""
+
+    Config: ClassVar[type[TechniqueConfig]] = TechniqueConfig
+
+    def __init__(self, config: TechniqueConfig) -> None:
+        self.config = config
+
+    @classmethod
+    def concepts(cls, config: TechniqueConfig) -> list[str]:
+        """Concepts this technique erases (first = primary). The baseline erases none."""
+        return []
+
+    @classmethod
+    def check_config(cls, config: TechniqueConfig, path: str) -> None:
+        """Cross-field checks that need no model. Raise ConfigError(path + '.field', ...)."""
+
+    @abstractmethod
+    def apply(self, pipe: Any) -> dict[str, Any]:
+        """Edit ``pipe`` in place. Returns details for the report (timings, sizes …)."""
+
+    def fingerprint_payload(self) -> dict[str, Any]:
+        """What identifies the edit: every config field except file locations."""
+        d = self.config.model_dump(mode="json")
+        for k in NON_SEMANTIC_FIELDS:
+            d.pop(k, None)
+        return d
+
+    def fingerprint(self, base_fingerprint: str, technique_name: str) -> str:
+        """Model identity = base weights + technique name + canonical technique config."""
+        payload = {"base": base_fingerprint, "technique": technique_name, "config": self.fingerprint_payload()}
+        return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:16]
