@@ -149,9 +149,10 @@ def load_base_pipeline(model_id: str, device: str = "cpu", use_fp16: bool = Fals
             dtype = torch.float16
         else:
             log.info("use_fp16 ignored on %s: half precision only runs on CUDA", device)
+    _quiet_hf_progress()
     pipe = StableDiffusionPipeline.from_pretrained(
         str(folder),
-        torch_dtype=dtype,
+        dtype=dtype,
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
@@ -164,3 +165,19 @@ def load_base_pipeline(model_id: str, device: str = "cpu", use_fp16: bool = Fals
     pipe.set_progress_bar_config(disable=True)
     pipe = pipe.to(device)
     return pipe
+
+
+def _quiet_hf_progress() -> None:
+    """diffusers/transformers print per-component loading bars; our own progress is enough."""
+    try:
+        from diffusers.utils import logging as dlog
+
+        dlog.disable_progress_bar()
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        from transformers.utils import logging as tlog
+
+        tlog.disable_progress_bar()
+    except Exception:  # noqa: BLE001
+        pass

@@ -1,1 +1,1 @@
-
+"""Reports: report.json, records.jsonl, per-metric JSON, report.html, compare tables."""

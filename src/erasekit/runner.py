@@ -1,0 +1,300 @@
+"""The runner: technique once → all metrics' requests → one deduplicated generation → scores → report.
+
+One-way data flow (DESIGN.md §2). What is written, and when:
+- ``report.json`` is written at the start (status ``running``) and rewritten after the
+  technique, after generation and after every metric, so a crash keeps everything finished.
+- ``metrics/<key>.json`` and ``metrics/<key>.records.jsonl`` are written as each metric finishes.
+- ``records.jsonl`` (one line per scored image, all metrics) is rewritten after each metric.
+A metric that raises is recorded as ``status: failed`` with its error; the others still run;
+the exit code is then 1. A config problem found before loading (e.g. CUDA requested on a
+machine without it) raises ConfigError → exit 2.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from erasekit import __version__
+from erasekit.config import ResolvedMetric, ResolvedRun
+from erasekit.errors import ConfigError
+from erasekit.generation.request import GeneratedImage, ImageRequest, SamplerSettings
+from erasekit.metrics.base import Metric, MetricContext, MetricResult
+from erasekit.report.io import atomic_write_json, atomic_write_jsonl
+from erasekit.versions import library_versions
+
+log = logging.getLogger("erasekit")
+
+REPORT_NAME = "report.json"
+RECORDS_NAME = "records.jsonl"
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class RunOutcome:
+    report: dict[str, Any]
+    exit_code: int
+    output_dir: Path
+
+
+@dataclass
+class _Variant:
+    """One model evaluated in a run: the edited model ('erased') or the base ('base')."""
+
+    name: str
+    fingerprint: str
+    metrics: dict[str, Metric] = field(default_factory=dict)
+    requests: dict[str, list[ImageRequest]] = field(default_factory=dict)
+    images: dict[str, list[GeneratedImage]] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+class Runner:
+    """Executes one ResolvedRun. Use :func:`run` unless you need the pieces."""
+
+    def __init__(self, run: ResolvedRun, *, show_progress: bool = True, console: Any = None) -> None:
+        self.run = run
+        self.show_progress = show_progress
+        self.console = console
+        self.out = run.output_dir
+        self.records: dict[str, list[dict[str, Any]]] = {}
+        self.report: dict[str, Any] = {}
+
+    # ------------------------------------------------------------ reporting
+    def _say(self, msg: str) -> None:
+        if self.console is not None:
+            self.console.print(msg)
+        log.info(msg)
+
+    def _save(self) -> None:
+        atomic_write_json(self.out / REPORT_NAME, self.report)
+
+    def _save_records(self) -> None:
+        rows = [r for key in self.records for r in self.records[key]]
+        atomic_write_jsonl(self.out / RECORDS_NAME, rows)
+
+    # ------------------------------------------------------------ main
+    def execute(self) -> RunOutcome:
+        from erasekit.models.loading import base_fingerprint, load_base_pipeline, resolve_device, sampler_defaults
+
+        run = self.run
+        tconf = run.technique_config
+        device = resolve_device(tconf.device)  # ConfigError (exit 2) before any model loads
+        for m in run.metrics:
+            resolve_device(m.config.device)
+
+        import torch
+
+        from erasekit.generation.cache import ImageCache
+        from erasekit.generation.engine import ImageGenerator
+        self.out.mkdir(parents=True, exist_ok=True)
+        norm = run.normalised()
+        self.report = {
+            "erasekit_version": __version__,
+            "run_id": run.run_id(),
+            "status": "running",
+            "started_at": _now(),
+            "finished_at": None,
+            "config": norm,
+            "model": {"id": tconf.model_id, "base_fingerprint": None, "fingerprint": None, "device": device},
+            "technique": {"name": run.technique_name, "status": "pending", "seconds": None, "details": {}},
+            "seeds": {"run_seed": run.raw.seed, "image_seed_rule": "request seed when run seed is 0, else sha256(run seed, request seed)"},
+            "sampler": {},
+            "images": {"requested": 0, "unique": 0, "generated": 0, "reused": 0},
+            "metrics": {m.key: {"name": m.name, "status": "pending", "value": None, "details": {}, "seconds": None} for m in run.metrics},
+            "timings": {},
+            "versions": library_versions(),
+        }
+        self._save()
+        t_start = time.perf_counter()
+        torch.manual_seed(run.raw.seed)
+
+        t0 = time.perf_counter()
+        self._say(f"loading base model [bold]{tconf.model_id}[/bold] on {device}")
+        pipe = load_base_pipeline(tconf.model_id, device=device, use_fp16=tconf.use_fp16)
+        self.report["timings"]["load_seconds"] = round(time.perf_counter() - t0, 3)
+        base_fp = base_fingerprint(tconf.model_id)
+        technique = run.technique_cls(tconf)
+        fingerprint = technique.fingerprint(base_fp, run.technique_name)
+        self.report["model"].update(
+            base_fingerprint=base_fp, fingerprint=fingerprint, dtype=str(pipe.unet.dtype).replace("torch.", "")
+        )
+        defaults = sampler_defaults(tconf.model_id)
+        sampler = SamplerSettings(
+            num_inference_steps=norm["technique"]["config"]["num_inference_steps"],
+            guidance_scale=float(norm["technique"]["config"]["guidance_scale"]),
+            height=defaults.height,
+            width=defaults.width,
+            scheduler=type(pipe.scheduler).__name__,
+            dtype=str(pipe.unet.dtype).replace("torch.", ""),
+        )
+        self.report["sampler"] = sampler.__dict__.copy()
+        cache = ImageCache(run.cache_dir / "images")
+        pool = _detector_pool(device)
+
+        def make_generator(fp: str) -> Any:
+            return ImageGenerator(pipe, fp, sampler, cache, run_seed=run.raw.seed, batch_size=run.raw.batch_size, show_progress=self.show_progress)
+
+        variants: list[_Variant] = []
+        compare = run.raw.compare_to_base and run.technique_name != "none"
+        if compare:
+            # Base images first, while the weights are still unedited (one UNet in memory).
+            base = _Variant("base", base_fp)
+            self._prepare(base, pipe, pool)
+            self._generate(base, make_generator(base_fp))
+            variants.append(base)
+
+        t0 = time.perf_counter()
+        self._say(f"applying technique [bold]{run.technique_name}[/bold]")
+        try:
+            details = technique.apply(pipe)
+            self.report["technique"].update(status="ok", details=details or {})
+        except Exception as exc:  # noqa: BLE001 - recorded in the report, run ends with exit 1
+            self.report["technique"].update(status="failed", error=_error_text(exc), traceback=traceback.format_exc())
+            self.report["technique"]["seconds"] = round(time.perf_counter() - t0, 3)
+            for key in self.report["metrics"]:
+                self.report["metrics"][key].update(status="skipped", error="technique failed")
+            return self._finish(1, t_start)
+        self.report["technique"]["seconds"] = round(time.perf_counter() - t0, 3)
+        self._save()
+
+        erased = _Variant("erased", fingerprint)
+        self._prepare(erased, pipe, pool)
+        self._generate(erased, make_generator(fingerprint))
+        variants.insert(0, erased)
+
+        failed = False
+        for m in run.metrics:
+            failed |= not self._score(m, variants)
+        self.report["timings"]["total_seconds"] = round(time.perf_counter() - t_start, 3)
+        return self._finish(1 if failed else 0, t_start)
+
+    def _prepare(self, variant: _Variant, pipe: Any, pool: Any) -> None:
+        """Instantiate every metric for this variant and collect its requests."""
+        for m in self.run.metrics:
+            ctx = MetricContext(run=self.run, pipe=pipe, model_fingerprint=variant.fingerprint, detectors=pool,
+                                cache_dir=self.run.cache_dir, variant=variant.name, log=log)
+            try:
+                metric = m.cls(m.config, ctx)
+                variant.metrics[m.key] = metric
+                variant.requests[m.key] = list(metric.requests())
+            except Exception as exc:  # noqa: BLE001
+                if isinstance(exc, ConfigError):
+                    exc = RuntimeError(str(exc))
+                variant.errors[m.key] = _error_text(exc)
+                log.debug("metric %s failed while preparing requests", m.key, exc_info=True)
+
+    def _generate(self, variant: _Variant, generator: Any) -> None:
+        """One deduplicated generation pass for all metrics of a variant."""
+        keys = [k for k in variant.requests]
+        flat = [r for k in keys for r in variant.requests[k]]
+        self._say(f"{variant.name}: {len(flat)} image requests from {len(keys)} metric(s)")
+        t0 = time.perf_counter()
+        images, stats = generator.generate(flat)
+        i = 0
+        for k in keys:
+            n = len(variant.requests[k])
+            variant.images[k] = images[i : i + n]
+            i += n
+        img = self.report["images"]
+        for field_name in ("requested", "unique", "generated", "reused"):
+            img[field_name] += int(getattr(stats, field_name))
+        img.setdefault("by_model", {})[variant.name] = {f: int(getattr(stats, f)) for f in ("requested", "unique", "generated", "reused")}
+        self.report["timings"][f"generation_seconds_{variant.name}"] = round(time.perf_counter() - t0, 3)
+        self._save()
+
+    def _score(self, m: ResolvedMetric, variants: list[_Variant]) -> bool:
+        entry = self.report["metrics"][m.key]
+        t0 = time.perf_counter()
+        ok = True
+        rows: list[dict[str, Any]] = []
+        for variant in variants:
+            try:
+                if m.key in variant.errors:
+                    raise RuntimeError(variant.errors[m.key])
+                result = variant.metrics[m.key].compute(variant.images[m.key])
+                if not isinstance(result, MetricResult):
+                    raise TypeError(f"{m.key}.compute returned {type(result).__name__}, not MetricResult")
+            except Exception as exc:  # noqa: BLE001 - a failing metric must not stop the others
+                ok = False
+                err = variant.errors.get(m.key) or _error_text(exc)
+                if variant.name == "erased":
+                    entry.update(status="failed", error=err, value=None)
+                    if m.key not in variant.errors:
+                        entry["traceback"] = traceback.format_exc()
+                else:
+                    entry.update(base_status="failed", base_error=err)
+                continue
+            for r in result.records:
+                rows.append({"metric": m.key, "model": variant.name, **r})
+            if variant.name == "erased":
+                entry.update(status="ok", value=result.value, details=result.details)
+            else:
+                entry.update(base_value=result.value, base_details=result.details)
+        if entry.get("status") == "ok" and "base_value" in entry and entry["value"] is not None and entry["base_value"] is not None:
+            entry["delta"] = entry["value"] - entry["base_value"]
+        entry["seconds"] = round(time.perf_counter() - t0, 3)
+        self.records[m.key] = rows
+        metric_dir = self.out / "metrics"
+        atomic_write_json(metric_dir / f"{m.key}.json", {"name": m.name, **entry})
+        atomic_write_jsonl(metric_dir / f"{m.key}.records.jsonl", rows)
+        self._save_records()
+        self._save()
+        status = entry["status"]
+        value = entry.get("value")
+        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        self._say(f"metric [bold]{m.key}[/bold]: {status} {shown if status == 'ok' else entry.get('error', '')}")
+        return ok
+
+    def _finish(self, code: int, t_start: float) -> RunOutcome:
+        self.report["status"] = "ok" if code == 0 else "failed"
+        self.report["finished_at"] = _now()
+        self.report["timings"].setdefault("total_seconds", round(time.perf_counter() - t_start, 3))
+        self._save()
+        self._save_records()
+        try:
+            from erasekit.report.html import write_html
+
+            write_html(self.out)
+        except ImportError:
+            pass
+        except Exception:  # noqa: BLE001 - the HTML view must never cost the numbers
+            log.warning("could not write report.html", exc_info=True)
+        return RunOutcome(self.report, code, self.out)
+
+
+def _detector_pool(device: str) -> Any:
+    try:
+        from erasekit.detectors import DetectorPool  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return DetectorPool(device)
+
+
+def _error_text(exc: BaseException) -> str:
+    text = str(exc).strip() or exc.__class__.__name__
+    return f"{exc.__class__.__name__}: {text}"
+
+
+def run(run_config: ResolvedRun, *, show_progress: bool = True, console: Any = None) -> RunOutcome:
+    """Execute a validated run. ConfigError propagates (exit 2); failures are recorded (exit 1)."""
+    runner = Runner(run_config, show_progress=show_progress, console=console)
+    try:
+        return runner.execute()
+    except BaseException as exc:
+        # Keep what finished: mark the report so nobody mistakes a partial run for a result.
+        if runner.report and not isinstance(exc, ConfigError):
+            runner.report["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "crashed"
+            runner.report["error"] = _error_text(exc)
+            runner.report["finished_at"] = _now()
+            runner._save()
+            runner._save_records()
+        raise
