@@ -63,6 +63,19 @@ class MetricContext:
         return self.run.raw.seed
 
 
+def image_record(image: GeneratedImage, **fields: Any) -> dict[str, Any]:
+    """One records.jsonl row for a scored image: what was asked, which cached file, and
+    the metric's own fields (detector scores, decision …). The runner adds metric + model."""
+    req = image.request
+    row: dict[str, Any] = {"prompt": req.prompt, "seed": req.seed, "cache_key": image.key}
+    if req.negative_prompt:
+        row["negative_prompt"] = req.negative_prompt
+    if req.guidance_scale is not None:
+        row["guidance_scale"] = req.guidance_scale
+    row.update(fields)
+    return row
+
+
 class Metric(ABC):
     """Base class. Subclasses set ``Config`` and implement ``requests`` and ``compute``."""
 
