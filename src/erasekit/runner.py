@@ -83,7 +83,12 @@ class Runner:
 
     # ------------------------------------------------------------ main
     def execute(self) -> RunOutcome:
-        from erasekit.models.loading import base_fingerprint, load_base_pipeline, resolve_device, sampler_defaults
+        from erasekit.models.loading import (
+            base_fingerprint,
+            load_base_pipeline,
+            resolve_device,
+            sampler_defaults,
+        )
 
         run = self.run
         tconf = run.technique_config
@@ -104,6 +109,7 @@ class Runner:
             "started_at": _now(),
             "finished_at": None,
             "config": norm,
+            "paths": {"output_dir": str(self.out.resolve()), "cache_dir": str(run.cache_dir.resolve())},
             "model": {"id": tconf.model_id, "base_fingerprint": None, "fingerprint": None, "device": device},
             "technique": {"name": run.technique_name, "status": "pending", "seconds": None, "details": {}},
             "seeds": {"run_seed": run.raw.seed, "image_seed_rule": "request seed when run seed is 0, else sha256(run seed, request seed)"},
@@ -137,7 +143,7 @@ class Runner:
             dtype=str(pipe.unet.dtype).replace("torch.", ""),
         )
         self.report["sampler"] = sampler.__dict__.copy()
-        cache = ImageCache(run.cache_dir / "images")
+        cache = ImageCache(run.cache_dir)
         pool = _detector_pool(device)
 
         def make_generator(fp: str) -> Any:
