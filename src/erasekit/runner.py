@@ -67,17 +67,26 @@ class Runner:
         self.out = run.output_dir
         self.records: dict[str, list[dict[str, Any]]] = {}
         self.report: dict[str, Any] = {}
+        from erasekit.distributed import Dist
+
+        self.dist = Dist()
 
     # ------------------------------------------------------------ reporting
     def _say(self, msg: str) -> None:
+        if not self.dist.is_main:
+            return
         if self.console is not None:
             self.console.print(msg)
         log.info(msg)
 
     def _save(self) -> None:
+        if not self.dist.is_main:
+            return
         atomic_write_json(self.out / REPORT_NAME, self.report)
 
     def _save_records(self) -> None:
+        if not self.dist.is_main:
+            return
         rows = [r for key in self.records for r in self.records[key]]
         atomic_write_jsonl(self.out / RECORDS_NAME, rows)
 
@@ -95,6 +104,12 @@ class Runner:
         device = resolve_device(tconf.device)  # ConfigError (exit 2) before any model loads
         for m in run.metrics:
             resolve_device(m.config.device)
+        from erasekit.distributed import detect
+
+        self.dist = detect(device)
+        device = self.dist.device_for(device)
+        if not self.dist.is_main:
+            self.show_progress = False  # progress shown once, by the main process
 
         import torch
 
@@ -118,6 +133,7 @@ class Runner:
             "metrics": {m.key: {"name": m.name, "status": "pending", "value": None, "details": {}, "seconds": None} for m in run.metrics},
             "timings": {},
             "versions": library_versions(),
+            "distributed": {"world_size": self.dist.world},
         }
         self._save()
         t_start = time.perf_counter()
@@ -146,8 +162,9 @@ class Runner:
         cache = ImageCache(run.cache_dir)
         pool = _detector_pool(device)
 
-        def make_generator(fp: str) -> Any:
-            return ImageGenerator(pipe, fp, sampler, cache, run_seed=run.raw.seed, batch_size=run.raw.batch_size, show_progress=self.show_progress)
+        def make_generator(fp: str, shard: tuple[int, int] | None = None) -> Any:
+            return ImageGenerator(pipe, fp, sampler, cache, run_seed=run.raw.seed, batch_size=run.raw.batch_size,
+                                  show_progress=self.show_progress, shard=shard)
 
         variants: list[_Variant] = []
         compare = run.raw.compare_to_base and run.technique_name != "none"
@@ -155,7 +172,7 @@ class Runner:
             # Base images first, while the weights are still unedited (one UNet in memory).
             base = _Variant("base", base_fp)
             self._prepare(base, pipe, pool)
-            self._generate(base, make_generator(base_fp))
+            self._generate(base, make_generator, base_fp)
             variants.append(base)
 
         t0 = time.perf_counter()
@@ -174,8 +191,10 @@ class Runner:
 
         erased = _Variant("erased", fingerprint)
         self._prepare(erased, pipe, pool)
-        self._generate(erased, make_generator(fingerprint))
+        self._generate(erased, make_generator, fingerprint)
         variants.insert(0, erased)
+        if not self.dist.is_main:
+            return RunOutcome(self.report, 0, self.out)  # rank 0 scores and reports
 
         failed = False
         for m in run.metrics:
@@ -198,13 +217,29 @@ class Runner:
                 variant.errors[m.key] = _error_text(exc)
                 log.debug("metric %s failed while preparing requests", m.key, exc_info=True)
 
-    def _generate(self, variant: _Variant, generator: Any) -> None:
-        """One deduplicated generation pass for all metrics of a variant."""
+    def _generate(self, variant: _Variant, make_generator: Any, fingerprint: str) -> None:
+        """One deduplicated generation pass for all metrics of a variant.
+
+        Distributed: each rank generates its slice of the missing images into the shared
+        cache; after a barrier the main rank collects every image from the cache (and
+        generates anything a rank left behind). ``generated`` counts images made by all ranks.
+        """
         keys = [k for k in variant.requests]
         flat = [r for k in keys for r in variant.requests[k]]
         self._say(f"{variant.name}: {len(flat)} image requests from {len(keys)} metric(s)")
         t0 = time.perf_counter()
-        images, stats = generator.generate(flat)
+        by_rank: list[int] | None = None
+        if self.dist.enabled:
+            _, mine = make_generator(fingerprint, shard=(self.dist.rank, self.dist.world)).generate(flat)
+            self.dist.barrier()
+            by_rank = [int(n) for n in self.dist.gather(mine.generated)]
+            if not self.dist.is_main:
+                return
+        images, stats = make_generator(fingerprint).generate(flat)
+        if by_rank is not None:
+            stats.generated += sum(by_rank)
+            stats.reused = stats.unique - stats.generated
+            self.report["images"].setdefault("generated_by_rank", {})[variant.name] = by_rank
         i = 0
         for k in keys:
             n = len(variant.requests[k])
