@@ -203,19 +203,27 @@ class Runner:
         return self._finish(1 if failed else 0, t_start)
 
     def _prepare(self, variant: _Variant, pipe: Any, pool: Any) -> None:
-        """Instantiate every metric for this variant and collect its requests."""
+        """Instantiate every metric for this variant, let it precompute (split across ranks
+        in a distributed run), then collect its requests."""
         for m in self.run.metrics:
             ctx = MetricContext(run=self.run, pipe=pipe, model_fingerprint=variant.fingerprint, detectors=pool,
                                 cache_dir=self.run.cache_dir, variant=variant.name, log=log)
             try:
                 metric = m.cls(m.config, ctx)
                 variant.metrics[m.key] = metric
-                variant.requests[m.key] = list(metric.requests())
+                metric.prepare(self.dist.rank, self.dist.world)
             except Exception as exc:  # noqa: BLE001
-                if isinstance(exc, ConfigError):
-                    exc = RuntimeError(str(exc))
-                variant.errors[m.key] = _error_text(exc)
-                log.debug("metric %s failed while preparing requests", m.key, exc_info=True)
+                variant.errors[m.key] = _error_text(RuntimeError(str(exc)) if isinstance(exc, ConfigError) else exc)
+                log.debug("metric %s failed while preparing", m.key, exc_info=True)
+        self.dist.barrier()
+        for key, metric in variant.metrics.items():
+            if key in variant.errors:
+                continue
+            try:
+                variant.requests[key] = list(metric.requests())
+            except Exception as exc:  # noqa: BLE001
+                variant.errors[key] = _error_text(RuntimeError(str(exc)) if isinstance(exc, ConfigError) else exc)
+                log.debug("metric %s failed while collecting requests", key, exc_info=True)
 
     def _generate(self, variant: _Variant, make_generator: Any, fingerprint: str) -> None:
         """One deduplicated generation pass for all metrics of a variant.

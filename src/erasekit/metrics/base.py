@@ -89,6 +89,15 @@ class Metric(ABC):
     def check_config(cls, config: MetricConfig, run: ResolvedRun, path: str) -> None:
         """Compatibility checks needing no model; raise ConfigError(f"{path}.field", …)."""
 
+    def prepare(self, rank: int, world: int) -> None:
+        """Optional expensive precomputation split across ranks (e.g. adversarial attacks).
+
+        Called on every rank before :meth:`requests` in a distributed run, followed by a
+        barrier: rank ``r`` should compute only its share (``items[r::world]``) and write it
+        to a shared cache, so that ``requests()`` afterwards finds everything cached. The
+        default does nothing; single-process runs call ``prepare(0, 1)``.
+        """
+
     @abstractmethod
     def requests(self) -> list[ImageRequest]:
         """The images this metric needs, in a fixed order."""
