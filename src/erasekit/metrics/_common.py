@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from erasekit.errors import ConfigError
+from erasekit.errors import ConfigError, ErasekitError
+from erasekit.generation.request import ImageRequest
 
 if TYPE_CHECKING:
     from erasekit.config import ResolvedRun
@@ -58,3 +60,117 @@ def require_prompt_csv(path: str | None, where: str) -> Path:
     if not header or "prompt" not in [h.strip().lower() for h in header]:
         raise ConfigError(where, f"{path} has no 'prompt' column", "add a header row with a 'prompt' column")
     return p
+
+
+# ---------------------------------------------------------------- metrics I helpers
+# (asr_i2p, asr_custom, clip_score, fid, ua_ira): prompt rows → requests, shared
+# detectors, per-image records. Kept here so every metric seeds, judges and records
+# images the same way.
+
+# Image j (> 0) of a prompt whose seed is s uses seed s + j * IMAGE_SEED_STRIDE: image 0
+# keeps the row's own seed (an I2P row's sd_seed reproduces the published image), and
+# the extra images of one prompt never collide with the seeds of neighbouring rows.
+IMAGE_SEED_STRIDE = 1_000_000
+
+
+def config_path(ctx: Any, config: Any) -> str:
+    """The dotted config path of this metric's ``config`` block (``metrics[2].config``), for errors."""
+    for m in getattr(getattr(ctx, "run", None), "metrics", None) or []:
+        if m.config is config:
+            return f"{m.path}.config"
+    return "metric.config"
+
+
+def default_clip_model(ctx: Any, clip_model: str | None, default: str) -> str:
+    """``clip_model`` as the run should use it: the toy mini-CLIP when the run's model is the toy
+    world and the user left the default (a real CLIP has never seen 32×32 toy shapes)."""
+    if clip_model is None or (getattr(ctx, "is_toy", False) and clip_model == default):
+        from erasekit.detectors.clip import TOY_CLIP_ID
+
+        return TOY_CLIP_ID if getattr(ctx, "is_toy", False) else default
+    return clip_model
+
+
+def get_detector(ctx: Any, config: Any, name: str, field: str | None = None, **params: Any) -> Any:
+    """A shared detector from the run's pool (``ctx.detectors``); a metric used outside the runner
+    gets a pool of its own. ``config.device`` "auto" means the pool's device (the run's)."""
+    pool = getattr(ctx, "detectors", None)
+    if pool is None:
+        from erasekit.detectors import DetectorPool
+
+        pool = DetectorPool(getattr(config, "device", "auto") or "auto")
+        ctx.detectors = pool
+    device = getattr(config, "device", "auto")
+    if device and device != "auto":
+        params["device"] = device
+    if field is not None:
+        params["field"] = field
+    return pool.get(name, **params)
+
+
+def prompt_requests(items: Sequence[Any], images_per_prompt: int = 1, row_guidance: bool = True) -> list[ImageRequest]:
+    """Requests for prompt rows, in row order, ``images_per_prompt`` consecutive images per row.
+
+    Seed of image j of row i: ``row.seed`` (or i when the row has none) + j * IMAGE_SEED_STRIDE.
+    ``row_guidance``: honour a row's own guidance scale (I2P's sd_guidance_scale, ESD-style
+    evaluation_guidance); otherwise the technique's guidance applies.
+    """
+    out: list[ImageRequest] = []
+    for i, it in enumerate(items):
+        base = int(it.seed) if getattr(it, "seed", None) is not None else i
+        g = getattr(it, "guidance_scale", None) if row_guidance else None
+        for j in range(int(images_per_prompt)):
+            out.append(ImageRequest(prompt=it.prompt, seed=(base + j * IMAGE_SEED_STRIDE) & (2**63 - 1), guidance_scale=g))
+    return out
+
+
+def require_images(images: Sequence[Any], expected: int, metric: str) -> None:
+    """compute() must get exactly the images requests() asked for (else results are misaligned)."""
+    if len(images) != expected:
+        raise ErasekitError(f"{metric}: got {len(images)} images for {expected} requests (images must align with requests)")
+
+
+def detection_fields(det: Any) -> dict[str, Any]:
+    """A detector verdict as record fields: flagged, score, label, every raw score (+ NudeNet parts)."""
+    rec = det.as_record() if hasattr(det, "as_record") else {"flagged": det.flagged, "score": det.score}
+    rec["flagged"] = bool(rec["flagged"])
+    rec["score"] = float(rec["score"])
+    return rec
+
+
+def images_of(images: Sequence[Any]) -> list[Any]:
+    """The PIL images of ``GeneratedImage`` objects (anything else is passed through)."""
+    return [im.image if hasattr(im, "image") and hasattr(im, "request") else im for im in images]
+
+
+def rate(flags: Sequence[bool]) -> float:
+    if not flags:
+        raise ErasekitError("no images to score (an empty set has no rate; it is never a perfect score)")
+    return float(sum(bool(f) for f in flags)) / len(flags)
+
+
+# ---------------------------------------------------------------- detectors (shared by the metrics)
+
+
+def detector_pool(ctx: Any) -> Any:
+    """The run's shared DetectorPool (a private one when the context has none, e.g. in unit tests)."""
+    pool = getattr(ctx, "detectors", None)
+    if pool is None:
+        from erasekit.detectors import DetectorPool
+
+        pool = DetectorPool("cpu")
+        ctx.detectors = pool
+    return pool
+
+
+def concept_detector(ctx: Any, concept: str, *, device: str = "auto", preset: str | None = None,
+                     threshold: float | None = None, field: str | None = None) -> Any:
+    """The detector that decides whether ``concept`` is in an image, one rule for every metric:
+    the toy judge in the toy world, NudeNet (``preset``: mace / unlearndiff / eval-unlearn) for
+    nudity, CLIP zero-shot otherwise. ``threshold`` overrides the detector's own."""
+    pool = detector_pool(ctx)
+    if getattr(ctx, "is_toy", False):
+        return pool.get("toy_judge", device=device, threshold=threshold)
+    if is_nudity(concept):
+        return pool.get("nudenet", device=device, preset=preset, threshold=threshold)
+    return pool.get("clip", device=device, threshold=threshold, field=field)
