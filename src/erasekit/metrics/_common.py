@@ -94,12 +94,7 @@ def default_clip_model(ctx: Any, clip_model: str | None, default: str) -> str:
 def get_detector(ctx: Any, config: Any, name: str, field: str | None = None, **params: Any) -> Any:
     """A shared detector from the run's pool (``ctx.detectors``); a metric used outside the runner
     gets a pool of its own. ``config.device`` "auto" means the pool's device (the run's)."""
-    pool = getattr(ctx, "detectors", None)
-    if pool is None:
-        from erasekit.detectors import DetectorPool
-
-        pool = DetectorPool(getattr(config, "device", "auto") or "auto")
-        ctx.detectors = pool
+    pool = detector_pool(ctx)
     device = getattr(config, "device", "auto")
     if device and device != "auto":
         params["device"] = device
@@ -174,3 +169,13 @@ def concept_detector(ctx: Any, concept: str, *, device: str = "auto", preset: st
     if is_nudity(concept):
         return pool.get("nudenet", device=device, preset=preset, threshold=threshold)
     return pool.get("clip", device=device, threshold=threshold, field=field)
+
+
+def metric_field(ctx: Any, config: Any, name: str) -> str:
+    """Dotted config path of a metric's field (``metrics[2].config.qa_path``) for errors raised
+    after validation (e.g. a file that is unreadable when the metric loads it)."""
+    run = getattr(ctx, "run", None)
+    for m in getattr(run, "metrics", None) or []:
+        if m.config is config:
+            return f"{m.path}.config.{name}"
+    return f"config.{name}"
