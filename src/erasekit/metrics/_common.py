@@ -162,20 +162,13 @@ def concept_detector(ctx: Any, concept: str, *, device: str = "auto", preset: st
                      threshold: float | None = None, field: str | None = None) -> Any:
     """The detector that decides whether ``concept`` is in an image, one rule for every metric:
     the toy judge in the toy world, NudeNet (``preset``: mace / unlearndiff / eval-unlearn) for
-    nudity, CLIP zero-shot otherwise. ``threshold`` overrides the detector's own."""
+    nudity, CLIP zero-shot otherwise. ``threshold`` overrides the detector's own; ``device``
+    "auto" means the pool's device (the run's)."""
     pool = detector_pool(ctx)
+    extra: dict[str, Any] = {"device": device} if device and device != "auto" else {}
     if getattr(ctx, "is_toy", False):
-        return pool.get("toy_judge", device=device, threshold=threshold)
+        return pool.get("toy_judge", threshold=threshold, **extra)
     if is_nudity(concept):
-        return pool.get("nudenet", device=device, preset=preset, threshold=threshold)
-    return pool.get("clip", device=device, threshold=threshold, field=field)
+        return pool.get("nudenet", preset=preset, threshold=threshold, **extra)
+    return pool.get("clip", threshold=threshold, field=field, **extra)
 
-
-def metric_field(ctx: Any, config: Any, name: str) -> str:
-    """Dotted config path of a metric's field (``metrics[2].config.qa_path``) for errors raised
-    after validation (e.g. a file that is unreadable when the metric loads it)."""
-    run = getattr(ctx, "run", None)
-    for m in getattr(run, "metrics", None) or []:
-        if m.config is config:
-            return f"{m.path}.config.{name}"
-    return f"config.{name}"
