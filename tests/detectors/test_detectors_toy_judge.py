@@ -75,6 +75,7 @@ def test_pool_builds_the_judge_once(random_judge_dir: Path) -> None:
     pool = DetectorPool("cpu")
     a = pool.get("toy_judge", judge_path=str(random_judge_dir))
     assert pool.get("toy_judge", judge_path=str(random_judge_dir), threshold=0.5) is a
+    assert pool.get("toy_judge", judge_path=str(random_judge_dir), threshold=None) is a
     b = pool.get("toy_judge", judge_path=str(random_judge_dir), threshold=0.9)
     assert b.judge is a.judge and b.threshold == 0.9
 

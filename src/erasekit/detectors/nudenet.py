@@ -30,6 +30,7 @@ from erasekit.detectors.presets import (
     DEFAULT_NUDENET_PRESET,
     NUDENET_LABELS,
     NUDENET_MIN_SCORE,
+    NUDENET_PRESETS,
     NudeNetPreset,
     nudenet_preset,
 )
@@ -37,6 +38,8 @@ from erasekit.errors import ErasekitError, ModelNotFoundError
 from erasekit.registry import DETECTORS
 
 log = logging.getLogger(__name__)
+
+__all__ = ["NUDENET_PRESETS", "NudeNetDetection", "NudeNetDetector", "class_counts", "decide_nudenet", "to_bgr"]
 
 NUDITY_CONCEPTS = ("nudity", "nude", "naked", "nsfw", "sexual", "explicit content", "nudenet")
 

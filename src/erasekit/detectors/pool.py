@@ -35,7 +35,8 @@ class DetectorPool:
     ``clip`` (:class:`ClipDetector`), ``toy_judge`` (:class:`ToyJudgeDetector`),
     ``vqa`` (BLIP-VQA, or the toy VQA with ``vqa_model="toy"``), ``toy_vqa``.
     ``field`` (the config path to blame in a missing-model error) may be passed and
-    is not part of the identity.
+    is not part of the identity. A parameter given as None counts as not given (its
+    default applies), so metrics can pass optional config fields straight through.
     """
 
     def __init__(self, device: str = "auto") -> None:
@@ -55,6 +56,7 @@ class DetectorPool:
         factory = DETECTORS.get(canon)
         device = _resolve(params.pop("device", None) or self.device)
         field = params.pop("field", None)
+        params = {k: v for k, v in params.items() if v is not None}  # None = "not given": the default
         full = _bind(factory, params)
         ident = {k: v for k, v in full.items() if k not in _NON_IDENTITY and k != "device"}
         key = (canon, device, json.dumps(ident, sort_keys=True, default=_jsonable))

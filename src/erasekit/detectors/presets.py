@@ -87,6 +87,10 @@ class NudeNetPreset:
     inclusive: bool
     source: str
 
+    @property
+    def description(self) -> str:
+        return self.source
+
     def passes(self, score: float, threshold: float | None = None) -> bool:
         t = self.threshold if threshold is None else threshold
         return score >= t if self.inclusive else score > t
