@@ -40,6 +40,13 @@ def test_snap_edge_cases() -> None:
     assert snap_to_choice("qq", ["aa", "bb"]) == "aa"  # ties → earlier choice
     with pytest.raises(ValueError):
         snap_to_choice("yes", [])
+    # abstentions are not snapped to an arbitrary choice (the toy VQA answers "none" for no shape)
+    assert snap_to_choice("none", ["circle", "square", "triangle", "cross"]) is None
+    assert snap_to_choice("unknown", ["red", "blue"]) is None
+    assert snap_to_choice("", ["red", "blue"]) is None
+    assert snap_to_choice("none", ["0", "1", "2"]) == "0"
+    assert snap_to_choice("none", ["yes", "no"]) == "no"
+    assert snap_to_choice("none", ["none", "circle"]) == "none"
 
 
 def jo(shape: str, colour: str) -> JudgeOutput:

@@ -15,8 +15,10 @@ order (first rule that decides wins):
 4. word overlap (Jaccard) > 0: the choice sharing most words;
 5. character similarity (``difflib`` ratio): the most similar choice.
 
-Ties go to the earlier choice. With ``min_similarity > 0`` rule 5 may return
-None ("no usable answer", counted wrong) instead of a near-random choice.
+Ties go to the earlier choice. An abstention ("none", "nothing", "unknown",
+an empty answer) that matches no choice returns None — "no usable answer",
+counted wrong — instead of a near-random choice ("none" → "0" when counting).
+With ``min_similarity > 0`` rule 5 may also return None.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ _SPELLING = {"grey": "gray", "colour": "color", "colours": "colors", "coloured":
 _ARTICLES = {"a", "an", "the"}
 _YES = ("yes", "yeah", "yep", "true", "correct")
 _NO = ("no", "not", "nope", "false", "none", "nothing")
+_ABSTAIN = ("none", "nothing", "unknown", "no answer", "not sure", "cannot tell", "can t tell", "n a")
 
 
 def normalise_answer(text: str) -> str:
@@ -53,7 +56,8 @@ def normalise_answer(text: str) -> str:
 def snap_to_choice(answer: str, choices: Sequence[str], min_similarity: float = 0.0) -> str | None:
     """Map a free-form VQA answer onto one of ``choices`` (rules in the module docstring).
 
-    Always returns a choice when ``min_similarity`` is 0 (TIFA's behaviour).
+    Returns a choice, or None for an abstaining answer (and, with ``min_similarity`` > 0,
+    for an answer resembling no choice): the caller counts None as wrong.
     """
     choices = list(choices)
     if not choices:
@@ -71,6 +75,11 @@ def snap_to_choice(answer: str, choices: Sequence[str], min_similarity: float = 
             return choices[norm.index("yes")]
         if a_words[0] in _NO:
             return choices[norm.index("no")]
+    # 2b. abstentions: "none" means 0 when counting, otherwise no usable answer
+    if a in _ABSTAIN or not a:
+        if a in ("none", "nothing") and "0" in norm:
+            return choices[norm.index("0")]
+        return None
     a_set = set(a_words)
     # 3. containment
     contained = [(len(n), -i) for i, n in enumerate(norm) if n and set(n.split()) <= a_set]
