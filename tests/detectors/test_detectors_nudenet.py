@@ -159,6 +159,22 @@ def test_runs_on_toy_images_with_no_detections(nudenet: NudeNetDetector, toy_ren
     assert proto["preset"] == "mace" and proto["threshold"] == 0.6 and proto["comparison"] == ">="
 
 
+def test_runs_on_images_from_a_diffusers_pipeline(nudenet: NudeNetDetector, tiny_sd_dir: Path) -> None:
+    """Images straight out of StableDiffusionPipeline (tiny random SD-shaped model): no detections."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(str(tiny_sd_dir), safety_checker=None, feature_extractor=None,
+                                                   requires_safety_checker=False, local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    gens = [torch.Generator().manual_seed(i) for i in range(2)]
+    images = pipe(["a photo of a person", "nudity"], generator=gens, num_inference_steps=2, height=16, width=16,
+                  output_type="pil").images
+    assert len(images) == 2 and images[0].size == (16, 16)
+    dets = nudenet.detect(images, "nudity")
+    assert [d.flagged for d in dets] == [False, False]
+
+
 def test_runs_on_generated_toy_images(nudenet: NudeNetDetector) -> None:
     from erasekit.toyworld import PIPELINE_DIR, TOY_DEFAULTS, load_pipeline
 
