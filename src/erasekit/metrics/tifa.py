@@ -1,19 +1,51 @@
-"""TIFA: VQA faithfulness on TIFA v1.0 question/choice/answer sets."""
+"""TIFA: VQA faithfulness on TIFA v1.0 question/choice/answer sets.
+
+Protocol (Hu et al., ICCV 2023, TIFA v1.0):
+
+- Captions and their multiple-choice questions come from ``qa_path``
+  (``tifa_v1.0_question_answers.json``; not bundled — the loader says where to get
+  it); the toy world uses generated shape/colour questions when ``qa_path`` is
+  unset (:func:`erasekit.datasets.toy_tifa`). First ``limit`` captions, file order.
+- ``images_per_caption`` images per caption (TIFA: 1), request seeds 0..M-1.
+- Each question goes to the VQA model as free text; the free-form answer is
+  *snapped* to the closest choice (:func:`erasekit.detectors.vqa.snap_to_choice`:
+  exact → yes/no → containment → word overlap → character similarity) and is
+  correct when the snapped choice is the answer (after normalisation). The TIFA
+  code snaps with SBERT; existing re-implementations often skip snapping and
+  compare strings, which scores "a dog" ≠ "dog" as wrong.
+- Per-caption accuracy = mean over its questions (and images); **TIFA = mean
+  over captions**.
+- VQA: ``vqa_model`` (BLIP-VQA folder / HF id in the local cache); in the toy
+  world the default becomes the toy judge answering shape/colour questions
+  (``vqa_model: toy`` selects it explicitly).
+
+Details add accuracy per TIFA element type and, when the run erases a concept
+(or ``concept`` is set), the score of captions that name the concept or a synonym
+vs. all other captions — erasure should lower the first and keep the second.
+"""
 
 from __future__ import annotations
+
+import re
+from typing import Any
 
 from pydantic import Field
 
 from erasekit.config import MetricConfig
-from erasekit.metrics._common import require_file
-from erasekit.metrics.base import Metric
+from erasekit.generation.request import ImageRequest
+from erasekit.metrics._common import config_path, get_detector, images_of, require_file, require_images
+from erasekit.metrics.base import Metric, MetricResult, image_record
 from erasekit.registry import METRICS
+
+DEFAULT_VQA = "Salesforce/blip-vqa-base"
 
 
 class TifaConfig(MetricConfig):
     limit: int = Field(200, ge=1, description="number of captions")
-    vqa_model: str = Field("Salesforce/blip-vqa-base", description="BLIP-VQA folder or HF id (toy: the judge)")
+    vqa_model: str = Field(DEFAULT_VQA, description="BLIP-VQA folder or HF id (toy: the judge)")
     qa_path: str | None = Field(None, description="TIFA v1.0 question-answer JSON; toy default generated")
+    images_per_caption: int = Field(1, ge=1, le=64, description="images per caption (TIFA: 1)")
+    concept: str | None = Field(None, description="split the score by captions naming this concept (default: the erased one)")
 
 
 @METRICS.register("tifa", description="Faithfulness: VQA accuracy on TIFA v1.0 questions, answers snapped to choices.")
@@ -21,13 +53,110 @@ class Tifa(Metric):
     """Faithfulness: VQA accuracy on TIFA v1.0 questions, answers snapped to choices."""
 
     Config = TifaConfig
+    config: TifaConfig
 
     @classmethod
     def check_config(cls, config: TifaConfig, run, path: str) -> None:  # type: ignore[override]
         require_file(config.qa_path, f"{path}.qa_path", "TIFA question-answer JSON")
 
-    def requests(self):
-        raise NotImplementedError
+    def __init__(self, config: TifaConfig, ctx: Any) -> None:
+        super().__init__(config, ctx)
+        self._items: list[Any] | None = None
 
-    def compute(self, images):
-        raise NotImplementedError
+    def items(self) -> list[Any]:
+        if self._items is None:
+            from erasekit.datasets import load_tifa
+
+            c = self.config
+            self._items = load_tifa(c.qa_path, c.limit, toy=self.ctx.is_toy, field=f"{config_path(self.ctx, c)}.qa_path")
+        return self._items
+
+    def vqa_name(self) -> str:
+        if self.ctx.is_toy and self.config.vqa_model == DEFAULT_VQA:
+            return "toy"
+        return self.config.vqa_model
+
+    def concept_words(self) -> list[str]:
+        """The words whose presence puts a caption in the "names the concept" group."""
+        concepts = [self.config.concept] if self.config.concept else list(self.ctx.concepts)
+        words = [c.lower() for c in concepts if c]
+        if self.ctx.is_toy:
+            from erasekit.toyworld import SYNONYMS
+
+            for canon, syns in SYNONYMS.items():
+                if canon in words or any(s in words for s in syns):
+                    words += [w for w in (canon, *syns) if w not in words]
+        return words
+
+    def requests(self) -> list[ImageRequest]:
+        m = self.config.images_per_caption
+        return [ImageRequest(it.caption, seed=k) for it in self.items() for k in range(m)]
+
+    def compute(self, images: list[Any]) -> MetricResult:
+        from erasekit.detectors.vqa import normalise_answer, snap_to_choice
+
+        items = self.items()
+        m = self.config.images_per_caption
+        require_images(images, len(items) * m, "tifa")
+        vqa = get_detector(self.ctx, self.config, "vqa", field=f"{config_path(self.ctx, self.config)}.vqa_model",
+                           vqa_model=self.vqa_name())
+        # one VQA call for every (image, question) pair
+        pairs: list[tuple[int, int, int]] = []  # (caption index, image index, question index)
+        for ci, it in enumerate(items):
+            for k in range(m):
+                for qi in range(len(it.questions)):
+                    pairs.append((ci, ci * m + k, qi))
+        pil = images_of(images)
+        free = vqa.answer([pil[ii] for _, ii, _ in pairs], [items[ci].questions[qi].question for ci, _, qi in pairs]) if pairs else []
+        correct: dict[tuple[int, int], list[bool]] = {}
+        answers: dict[int, list[dict[str, Any]]] = {}
+        by_type: dict[str, list[bool]] = {}
+        for (ci, ii, qi), f in zip(pairs, free, strict=True):
+            q = items[ci].questions[qi]
+            snapped = snap_to_choice(f, q.choices)
+            ok = snapped is not None and normalise_answer(snapped) == normalise_answer(q.answer)
+            correct.setdefault((ci, ii), []).append(ok)
+            by_type.setdefault(q.element_type or "unknown", []).append(ok)
+            answers.setdefault(ii, []).append({"question": q.question, "answer": q.answer, "free_answer": f,
+                                               "snapped": snapped, "correct": ok, "element_type": q.element_type})
+        words = self.concept_words()
+        per_caption: list[float] = []
+        groups: dict[str, list[float]] = {"with_concept": [], "without_concept": []}
+        records: list[dict[str, Any]] = []
+        for ci, it in enumerate(items):
+            oks = [o for k in range(m) for o in correct.get((ci, ci * m + k), [])]
+            acc = sum(oks) / len(oks) if oks else 0.0
+            per_caption.append(acc)
+            named = _names_any(it.caption, words)
+            if words:
+                groups["with_concept" if named else "without_concept"].append(acc)
+            for k in range(m):
+                ii = ci * m + k
+                img_oks = correct.get((ci, ii), [])
+                records.append(image_record(images[ii], caption_id=it.id, caption_accuracy=acc, names_concept=named,
+                                            image_accuracy=sum(img_oks) / len(img_oks) if img_oks else 0.0,
+                                            questions=answers.get(ii, [])))
+        value = sum(per_caption) / len(per_caption) if per_caption else 0.0
+        details: dict[str, Any] = {
+            "tifa": value,
+            "definition": "mean over captions of the share of questions answered correctly (VQA answer snapped to the closest choice)",
+            "captions": len(items),
+            "questions": sum(len(it.questions) for it in items),
+            "images_per_caption": m,
+            "accuracy_by_element_type": {k: sum(v) / len(v) for k, v in sorted(by_type.items())},
+            "question_accuracy": sum(sum(v) for v in by_type.values()) / max(1, sum(len(v) for v in by_type.values())),
+            "vqa": vqa.protocol() if hasattr(vqa, "protocol") else {"vqa": self.vqa_name()},
+            "qa_source": self.config.qa_path or ("toy questions (generated)" if self.ctx.is_toy else None),
+            "variant": self.ctx.variant,
+        }
+        if words:
+            details["by_concept"] = {
+                "concept_words": words,
+                **{g: {"tifa": (sum(v) / len(v)) if v else None, "captions": len(v)} for g, v in groups.items()},
+            }
+        return MetricResult(value=value, details=details, records=records)
+
+
+def _names_any(caption: str, words: list[str]) -> bool:
+    toks = set(re.findall(r"[a-z0-9]+", caption.lower()))
+    return any(all(p in toks for p in w.split()) for w in words)
