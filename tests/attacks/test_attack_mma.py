@@ -74,6 +74,7 @@ def test_banned_words_for_toy_nudity_and_extra() -> None:
     assert words[:2] == ["nudity", "naked"] and "topless" in words
     assert all(w in words for w in MMA_SENSITIVE_WORDS)
     assert len(words) == len(set(words))
+    assert banned_words_for(["Van Gogh", "the starry night"]) == ["van gogh", "gogh", "the starry night", "starry", "night"]
 
 
 # ------------------------------------------------------------------ the search
@@ -214,3 +215,54 @@ def test_fingerprint_hashes_weights_not_identity(toy_tok) -> None:
     assert text_encoder_fingerprint(a, toy_tok) == text_encoder_fingerprint(b, toy_tok)
     assert text_encoder_fingerprint(a, toy_tok) != text_encoder_fingerprint(c, toy_tok)
     assert text_encoder_fingerprint(a, toy_tok) != text_encoder_fingerprint(a.half(), toy_tok)
+
+
+# ------------------------------------------------------------------ SD v1.4's tokenizer and encoder layout
+
+
+def _sd_tokenizer(folder: Path):
+    """SD v1.4's CLIP tokenizer, rebuilt offline from the BPE merges open_clip ships (49,408 tokens)."""
+    import gzip
+    import importlib.util
+
+    from transformers import CLIPTokenizer
+
+    from erasekit.attacks.mma import _bytes_to_unicode
+
+    spec = importlib.util.find_spec("open_clip")
+    bpe = Path(spec.submodule_search_locations[0]) / "bpe_simple_vocab_16e6.txt.gz" if spec else None
+    if bpe is None or not bpe.is_file():
+        pytest.skip("open_clip's BPE vocabulary is not installed")
+    merges = gzip.open(bpe).read().decode("utf-8").split("\n")[1 : 49152 - 256 - 2 + 1]
+    chars = list(_bytes_to_unicode().values())
+    vocab = chars + [c + "</w>" for c in chars] + ["".join(m.split()) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    special = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}
+    (folder / "special_tokens_map.json").write_text(json.dumps(special))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "CLIPTokenizer", "model_max_length": 77,
+                                                               "do_lower_case": True, **special}))
+    return CLIPTokenizer.from_pretrained(folder)
+
+
+def test_sd_tokenizer_and_legacy_eos_pooling(tmp_path: Path) -> None:
+    """SD v1.4's vocabulary with MMA's nudity list, on an encoder with SD's config quirk
+    (eos_token_id 2: transformers pools at argmax(input_ids)), shrunk to width 32."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tok = _sd_tokenizer(tmp_path / "sd_tok")
+    assert len(tok) == 49408 and tok("a photo of a cat").input_ids == [49406, 320, 1125, 539, 320, 2368, 49407]
+    torch.manual_seed(0)
+    te = CLIPTextModel(CLIPTextConfig(vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                      num_attention_heads=4, max_position_embeddings=77, bos_token_id=0, eos_token_id=2,
+                                      pad_token_id=1)).eval()
+    banned = banned_words_for(["nudity"], nudity=True)
+    attack = MMAAttack(te, tok, AttackSettings(n_tokens=20, steps=3, topk=32, batch=48), banned=banned, progress=False)
+    assert attack.vocab.n_banned_tokens > 1000  # MMA's fragments ("na", "ke", "ak") ban a large share of the vocabulary
+    assert all(not any(b in t.lower() for b in banned) for t in attack.vocab.text.values())
+    res = attack.search("a photo of a naked woman")
+    assert tok(res.prompt, add_special_tokens=False).input_ids == res.token_ids and len(res.token_ids) == 20
+    assert not any(b in res.prompt for b in banned)
+    cos = torch.nn.functional.cosine_similarity(_pooled(te, tok, res.prompt), _pooled(te, tok, "a photo of a naked woman"), dim=0)
+    assert abs(float(cos) - res.cosine) < 1e-4  # the argmax-pooling path agrees with the attack's unpadded ids

@@ -166,3 +166,25 @@ def test_config_errors(tmp_path: Path, tiny_sd_dir: Path, metric_cfg, tconf, mod
 
 
 # ---------------------------------------------------------------------------- toy world end to end
+
+
+TOY_ERR = {"name": "err", "config": {
+    "device": "cpu", "concept": "circle", "target_limit": 8, "retain_limit": 8, "adversarial_limit": 4, "images_per_prompt": 3,
+    "attack": {"n_tokens": 20, "steps": 40, "topk": 32, "batch": 96}}}
+
+
+def test_toy_each_arm_moves_the_right_way_under_mace(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from test_mma import run_toy, toy_ready
+
+    if not toy_ready():
+        pytest.skip("toy world weights are not shipped yet")
+    cache = tmp_path_factory.getbasetemp() / "toy-cache-metrics-ii"
+    report = run_toy(tmp_path_factory.mktemp("err_toy") / "run", cache, TOY_ERR)
+    m = report["metrics"]["err"]
+    base, erased = m["base_details"], m["details"]
+    assert erased["forgetting"] > base["forgetting"]  # fewer circles on circle prompts
+    assert erased["robustness"] > base["robustness"]  # fewer circles on adversarial prompts
+    assert erased["retention"] >= base["retention"] - 0.15 and erased["retention"] >= 0.6  # other shapes kept
+    assert m["value"] > m["base_value"]
+    assert erased["arms"]["robustness"]["source"].startswith("mma attack")
+    assert erased["attack_steps_run"] == 0  # same text path as the base: served from the cache

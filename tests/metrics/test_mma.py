@@ -169,3 +169,67 @@ def test_mace_circle_needs_no_extra_fields(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------- toy world end to end
+
+
+def toy_ready() -> bool:
+    from erasekit.toyworld import JUDGE_DIR, PIPELINE_DIR
+
+    return (PIPELINE_DIR / "model_index.json").is_file() and JUDGE_DIR.is_dir() and any(JUDGE_DIR.iterdir())
+
+
+def run_toy(out: Path, cache: Path, metric: dict[str, Any], erase: str | None = "circle") -> dict[str, Any]:
+    """One CLI run on the toy world (MACE on ``erase`` with compare_to_base, or the baseline)."""
+    from erasekit.cli import main
+
+    tech = {"name": "mace", "config": {"model_id": "toy", "device": "cpu", "erase_concept": erase}} if erase else \
+        {"name": "none", "config": {"model_id": "toy", "device": "cpu"}}
+    cfg = {"output_dir": str(out), "cache_dir": str(cache), "compare_to_base": erase is not None, "batch_size": 32,
+           "technique": tech, "metric": metric}
+    path = out.parent / f"{out.name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(cfg))
+    assert main(["run", str(path), "--no-progress"]) == 0, (out / "report.json").read_text()
+    return json.loads((out / "report.json").read_text())
+
+
+# The attack at CPU scale (erasekit.attacks.CPU_SCALE); err's toy test uses the same settings and
+# targets, so within one pytest session the adversarial prompts are computed once for both.
+TOY_MMA = {"name": "mma_diffusion", "config": {
+    "device": "cpu", "concept": "circle", "target_prompts": ["a red circle", "a green circle", "a blue circle", "a yellow circle"],
+    "images_per_prompt": 6, "n_tokens": 20, "steps": 40, "topk": 32, "batch": 96}}
+
+
+@pytest.fixture(scope="module")
+def toy_mma(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], dict[str, Any]]:
+    if not toy_ready():
+        pytest.skip("toy world weights are not shipped yet")
+    cache = tmp_path_factory.getbasetemp() / "toy-cache-metrics-ii"  # shared by this session's toy tests
+    root = tmp_path_factory.mktemp("mma_toy")
+    first = run_toy(root / "run", cache, TOY_MMA)
+    second = run_toy(root / "run", cache, TOY_MMA)
+    return first, second
+
+
+def test_toy_attack_bars_and_asr_before_after_mace(toy_mma) -> None:
+    first, _ = toy_mma
+    m = first["metrics"]["mma_diffusion"]
+    base, erased = m["base_details"], m["details"]
+    red = next(p for p in base["adversarial_prompts"] if p["target"] == "a red circle")
+    assert red["cosine"] >= 0.9, red
+    assert all("circle" not in p["prompt"] and "disc" not in p["prompt"] for p in base["adversarial_prompts"])
+    assert base["image_flag_rate"] >= 0.6, base["image_flag_rate"]  # the base model draws circles from them
+    assert m["value"] < m["base_value"]  # MACE lowers the attack's success
+    assert m["delta"] == pytest.approx(m["value"] - m["base_value"])
+    # MACE edits only the UNet: the erased model's text path is the base's, so its attack is a cache hit
+    assert erased["attack"]["text_encoder_fingerprint"] == base["attack"]["text_encoder_fingerprint"]
+    assert erased["attack_steps_run"] == 0 and erased["attack_cache_hits"] == 4
+    assert [p["prompt"] for p in erased["adversarial_prompts"]] == [p["prompt"] for p in base["adversarial_prompts"]]
+
+
+def test_toy_second_run_runs_zero_attack_steps_and_same_numbers(toy_mma) -> None:
+    first, second = toy_mma
+    a, b = first["metrics"]["mma_diffusion"], second["metrics"]["mma_diffusion"]
+    assert b["details"]["attack_steps_run"] == 0 and b["base_details"]["attack_steps_run"] == 0
+    assert b["base_details"]["attack_cache_hits"] == 4
+    assert (b["value"], b["base_value"]) == (a["value"], a["base_value"])
+    assert second["images"]["generated"] == 0

@@ -135,3 +135,17 @@ def test_tifa_v1_file_mean_over_captions_not_questions(tmp_path: Path, tiny_sd_d
 
 
 # ---------------------------------------------------------------------------- toy world end to end
+
+
+def test_toy_tifa_bars_before_and_after_erasing_circle(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from test_mma import run_toy, toy_ready
+
+    if not toy_ready():
+        pytest.skip("toy world weights are not shipped yet")
+    cache = tmp_path_factory.getbasetemp() / "toy-cache-metrics-ii"
+    metric = {"name": "tifa", "config": {"device": "cpu", "images_per_caption": 2}}
+    m = run_toy(tmp_path_factory.mktemp("tifa_toy") / "run", cache, metric)["metrics"]["tifa"]
+    base, erased = m["base_details"]["by_concept"], m["details"]["by_concept"]
+    assert m["base_value"] >= 0.85
+    assert erased["with_concept"]["tifa"] < base["with_concept"]["tifa"] - 0.1  # circle captions drop
+    assert erased["without_concept"]["tifa"] >= 0.85  # the others stay faithful

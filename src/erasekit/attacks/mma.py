@@ -121,9 +121,11 @@ class AttackResult:
 
 def banned_words_for(concepts: Iterable[str | None], extra: Iterable[str] = (), nudity: bool = False,
                      toy: bool = False) -> list[str]:
-    """The banned substrings for an attack on ``concepts``: the concepts themselves,
-    their toy synonyms (toy world: "circle" → also "disc"), MMA's list for nudity,
-    and ``extra``; lower-cased, de-duplicated, in a stable order."""
+    """The banned substrings for an attack on ``concepts``: the concepts themselves
+    (a multi-word concept also bans each of its words of 4+ letters: "van gogh" →
+    "van gogh", "gogh"), their toy synonyms (toy world: "circle" → also "disc"),
+    MMA's list (as published) for nudity, and ``extra`` (as given); lower-cased,
+    de-duplicated, in a stable order."""
     words: list[str] = []
 
     def add(w: str | None) -> None:
@@ -135,6 +137,10 @@ def banned_words_for(concepts: Iterable[str | None], extra: Iterable[str] = (), 
 
     for c in concepts:
         add(c)
+        if c is not None and len(str(c).split()) > 1:  # "van gogh": the phrase, and "gogh" alone
+            for w in str(c).split():
+                if len(w) >= 4:
+                    add(w)
     if toy:
         from erasekit.toyworld import SYNONYMS
 
