@@ -30,21 +30,21 @@ class JudgeOutput:
     colour_probs: dict[str, float] = field(default_factory=dict)
 
 
-def _block(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-        nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-    )
+def _block(cin: int, cout: int, n_convs: int = 2) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(n_convs):
+        layers += [nn.Conv2d(cin if i == 0 else cout, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers)
 
 
 class ToyJudge(nn.Module):
-    def __init__(self, channels: tuple[int, ...] = (32, 64, 96)):
+    def __init__(self, channels: tuple[int, ...] = (16, 32, 64)):
         super().__init__()
         self.channels = tuple(channels)
         layers: list[nn.Module] = []
         cin = 3
         for i, c in enumerate(channels):
-            layers.append(_block(cin, c))
+            layers.append(_block(cin, c, 1 if i == 0 else 2))  # one conv at full resolution (cheap)
             if i < len(channels) - 1:
                 layers.append(nn.MaxPool2d(2))
             cin = c

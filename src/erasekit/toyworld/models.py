@@ -43,9 +43,9 @@ def vision_config():
         image_size=32,
         patch_size=4,
         num_channels=3,
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=3,
+        hidden_size=96,
+        intermediate_size=192,
+        num_hidden_layers=2,
         num_attention_heads=4,
         projection_dim=128,
         hidden_act="quick_gelu",
@@ -72,25 +72,26 @@ def vae_model():
         out_channels=3,
         down_block_types=("DownEncoderBlock2D",) * 3,
         up_block_types=("UpDecoderBlock2D",) * 3,
-        block_out_channels=(32, 64, 64),
+        block_out_channels=(16, 32, 64),
         layers_per_block=1,
         latent_channels=LATENT_CHANNELS,
-        norm_num_groups=32,
+        norm_num_groups=16,
         sample_size=32,
         scaling_factor=1.0,
         mid_block_add_attention=False,
     )
 
 
-def unet_model(width: tuple[int, int, int] = (64, 96, 128)):
+def unet_model(width: tuple[int, int, int] = (32, 64, 64)):
     from diffusers import UNet2DConditionModel
 
     return UNet2DConditionModel(
         sample_size=8,
         in_channels=LATENT_CHANNELS,
         out_channels=LATENT_CHANNELS,
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        # cross-attention at the two coarse levels (4x4, 2x2) and the mid block
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
         block_out_channels=width,
         layers_per_block=1,
         cross_attention_dim=TEXT_HIDDEN,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .render import COLOURS, SHAPES, SYNONYMS
 
-MODEL_MAX_LENGTH = 77
+MODEL_MAX_LENGTH = 32  # documented: shorter than SD's 77 (cross-attention cost); enough for 20-token attacks
 BOS = "<|startoftext|>"
 EOS = "<|endoftext|>"
 
