@@ -108,6 +108,8 @@ def test_missing_blip_fails_fast_naming_the_field(tmp_path: Path) -> None:
     assert time.time() - t0 < 10
     with pytest.raises(ModelNotFoundError, match="not found"):
         BlipVQA(str(tmp_path / "missing" / "blip" / "dir"))
+    with pytest.raises(ModelNotFoundError, match=r"^metrics\[3\]\.config\.vqa_model: BLIP-VQA model"):
+        DetectorPool("cpu").get("vqa", field="metrics[3].config.vqa_model")
 
 
 def test_pool_routes_vqa(random_judge_dir: Path) -> None:

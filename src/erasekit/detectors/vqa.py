@@ -247,11 +247,12 @@ def answer_from_judge(output: Any, question: str) -> str:
     return "unknown"
 
 
-def make_vqa(vqa_model: str = DEFAULT_VQA_MODEL, device: str = "cpu", **kwargs: Any) -> VQA:
-    """``vqa_model="toy"`` → :class:`ToyVQA`; anything else → :class:`BlipVQA`."""
+def make_vqa(vqa_model: str = DEFAULT_VQA_MODEL, device: str = "cpu", field: str = "vqa_model", **kwargs: Any) -> VQA:
+    """``vqa_model="toy"`` → :class:`ToyVQA`; anything else → :class:`BlipVQA` (``field``: the config
+    path named in a missing-model error)."""
     if vqa_model == "toy":
         return ToyVQA(device=device, judge_path=kwargs.get("judge_path"))
-    return BlipVQA(vqa_model=vqa_model, device=device, **kwargs)
+    return BlipVQA(vqa_model=vqa_model, device=device, field=field, **kwargs)
 
 
 DETECTORS.register("vqa", description="VQA for TIFA: BLIP-VQA from a local folder/HF cache, or vqa_model='toy'.")(make_vqa)
