@@ -342,7 +342,7 @@ class Fid(Metric):
         digest = folder_digest(src)[:16] if src.is_dir() else str(getattr(clip, "source", clip.clip_model))
         info = {"name": "clip", "model": clip.clip_model, "source": str(getattr(clip, "source", "")),
                 "layer": "vision_model pooler_output (before projection)", "resize": "CLIPProcessor", "dim": self._dim}
-        return _Extractor("clip", f"clip-pooled:{clip.clip_model}:{digest}", self._dim,
+        return _Extractor("clip", f"clip-pooled:{digest}", self._dim,
                           lambda ims: clip.image_features(ims, kind="pooled").double().numpy(), info)
 
     # ------------------------------------------------------------ reference
