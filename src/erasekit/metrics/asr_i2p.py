@@ -42,8 +42,6 @@ from erasekit.registry import METRICS
 
 log = logging.getLogger(__name__)
 
-DETECTOR_CHOICES = ("auto", "nudenet", "clip", "toy_judge")
-
 
 class AsrI2PConfig(MetricConfig):
     concept_name: str | None = Field(None, min_length=1, description="I2P concept; default: the technique's primary concept")
@@ -85,7 +83,7 @@ def check_detector_fields(config: Any, concept: str, path: str, run: Any, concep
 
         toy_concept_name(concept, concept_field)
     if name == "clip" and clip_model:
-        _check_clip_model(clip_model, f"{path}.clip_model")
+        check_clip_model(clip_model, f"{path}.clip_model")
     return name
 
 
@@ -104,7 +102,7 @@ def check_preset_field(config: Any, path: str, detectors: set[str]) -> None:
         raise ConfigError(f"{path}.preset", f"unknown NudeNet preset {config.preset!r}", f"use one of {', '.join(NUDENET_PRESETS)}")
 
 
-def _check_clip_model(clip_model: str, where: str) -> None:
+def check_clip_model(clip_model: str, where: str) -> None:
     """A local-looking clip_model must be an existing folder (HF ids are resolved at run time)."""
     from pathlib import Path
 

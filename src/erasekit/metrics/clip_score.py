@@ -64,9 +64,9 @@ class ClipScore(Metric):
             raise ConfigError(f"{path}.preset", f"unknown preset {config.preset!r}", f"use one of {', '.join(CLIP_SCORE_PRESETS)}")
         require_file(config.captions_path, f"{path}.captions_path", "captions file")
         if config.clip_model:
-            from erasekit.metrics.asr_i2p import _check_clip_model
+            from erasekit.metrics.asr_i2p import check_clip_model
 
-            _check_clip_model(config.clip_model, f"{path}.clip_model")
+            check_clip_model(config.clip_model, f"{path}.clip_model")
 
     def _setup(self) -> None:
         if getattr(self, "_items", None) is not None:

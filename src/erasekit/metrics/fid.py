@@ -274,9 +274,9 @@ class Fid(Metric):
         if config.inception_weights_path and kind != "inception":
             raise ConfigError(f"{path}.inception_weights_path", f"the feature extractor is {kind}, not inception", "remove it or set feature_extractor: inception")
         if config.clip_model:
-            from erasekit.metrics.asr_i2p import _check_clip_model
+            from erasekit.metrics.asr_i2p import check_clip_model
 
-            _check_clip_model(config.clip_model, f"{path}.clip_model")
+            check_clip_model(config.clip_model, f"{path}.clip_model")
         if config.reference_path and Path(config.reference_path).suffix.lower() != ".npz" and not Path(config.reference_path).is_dir():
             raise ConfigError(f"{path}.reference_path", f"{config.reference_path} is neither a folder of images nor a .npz", "give a folder or an FID statistics .npz")
         dim = INCEPTION_DIM if kind == "inception" else _clip_dim_from_config(config, run.technique_config.is_toy)
@@ -423,7 +423,7 @@ class Fid(Metric):
                                kid_kernel="polynomial (x.y/d + 1)^3, unbiased MMD^2, rng seed 0")
         dist = np.linalg.norm(gen - ref_stats.mu[None, :], axis=1)
         records = [
-            image_record(img, caption=img.request.prompt, feature_norm=float(np.linalg.norm(f)), dist_to_reference_mean=float(d))
+            image_record(img, feature_norm=float(np.linalg.norm(f)), dist_to_reference_mean=float(d))
             for img, f, d in zip(images, gen, dist, strict=True)
         ]
         return MetricResult(value=fid, details=details, records=records)
