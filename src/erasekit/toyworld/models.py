@@ -89,9 +89,10 @@ def unet_model(width: tuple[int, int, int] = (32, 64, 64)):
         sample_size=8,
         in_channels=LATENT_CHANNELS,
         out_channels=LATENT_CHANNELS,
-        # cross-attention at the two coarse levels (4x4, 2x2) and the mid block
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        # cross-attention at every level (8x8, 4x4, 2x2) and the mid block: with it
+        # only at the coarse levels, colour binding lagged far behind shape
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
         block_out_channels=width,
         layers_per_block=1,
         cross_attention_dim=TEXT_HIDDEN,
