@@ -1,0 +1,257 @@
+"""Content-addressed image cache: each unique image is generated once, ever.
+
+Layout under ``root``::
+
+    images/<key[:2]>/<key>.png    the image (RGB, pixels only: no text chunks, no timestamps)
+    images/<key[:2]>/<key>.json   sidecar: the key's inputs + sha256 of the PNG bytes
+
+Why these choices:
+
+- The key is a sha256 over everything that determines the pixels (model fingerprint,
+  prompt, negative prompt, *effective* seed, steps, *effective* guidance, height,
+  width, scheduler, dtype). Two requests that must give the same pixels share a key;
+  two that may differ never do. Metric settings are not in it, so metrics share images.
+- Writes are atomic: temp file in the same folder, ``fsync``, ``os.replace``; the PNG
+  first, the sidecar last. The sidecar is the commit marker: a kill -9 at any point
+  leaves either a complete entry, or a PNG without sidecar (a miss: regenerated, and
+  the PNG overwritten), or a stray ``*.tmp`` file (swept on the next generation).
+- Reads trust nothing: the sidecar must parse and name the key, the PNG bytes must
+  match the sidecar's sha256 and decode fully. Anything else is deleted and reported
+  as a miss, so the engine regenerates it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from erasekit.config import canonical_json
+from erasekit.generation.request import ImageRequest, SamplerSettings
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+log = logging.getLogger(__name__)
+
+#: Bump when the key payload's meaning changes (old entries then simply stop matching).
+KEY_VERSION = 1
+_TMP_SUFFIX = ".tmp"
+_HOST = socket.gethostname().replace(".", "_")
+
+
+def key_payload(fingerprint: str, request: ImageRequest, sampler: SamplerSettings, image_seed: int) -> dict[str, Any]:
+    """What determines an image's pixels, as a canonical dict.
+
+    ``image_seed`` is the seed actually given to the image's ``torch.Generator``
+    (see :func:`erasekit.generation.engine.image_seed`); the guidance is the request's
+    own value when it has one (I2P rows), else the sampler's. So an I2P row whose
+    guidance equals the technique's is the same image as a plain request.
+    """
+    guidance = sampler.guidance_scale if request.guidance_scale is None else request.guidance_scale
+    return {
+        "v": KEY_VERSION,
+        "fingerprint": fingerprint,
+        "prompt": request.prompt,
+        "negative_prompt": request.negative_prompt,
+        "seed": int(image_seed),
+        "steps": int(sampler.num_inference_steps),
+        "guidance": float(guidance),
+        "height": int(sampler.height),
+        "width": int(sampler.width),
+        "scheduler": sampler.scheduler,
+        "dtype": sampler.dtype,
+    }
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file, no file, or all of it."""
+    tmp = path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.{uuid.uuid4().hex[:8]}{_TMP_SUFFIX}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+class ImageCache:
+    """PNG + JSON sidecar store addressed by :meth:`key`. Safe for concurrent writers
+    (identical content, atomic renames) and for kill -9 at any instant."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.images_dir = self.root / "images"
+
+    # ------------------------------------------------------------------ keys & paths
+
+    @staticmethod
+    def key(fingerprint: str, request: ImageRequest, sampler: SamplerSettings, run_seed: int) -> str:
+        """sha256 hex of :func:`key_payload`, with the image seed derived from (run_seed, request.seed)."""
+        from erasekit.generation.engine import image_seed
+
+        payload = key_payload(fingerprint, request, sampler, image_seed(run_seed, request.seed))
+        return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
+
+    def path(self, key: str) -> Path:
+        """Where the PNG of ``key`` lives (whether or not it exists yet)."""
+        if len(key) < 3 or not all(c in "0123456789abcdef" for c in key):
+            raise ValueError(f"not a cache key: {key!r}")
+        return self.images_dir / key[:2] / f"{key}.png"
+
+    def sidecar_path(self, key: str) -> Path:
+        return self.path(key).with_suffix(".json")
+
+    # ------------------------------------------------------------------ read
+
+    def get(self, key: str) -> Path | None:
+        """The PNG path if a complete, valid entry exists; else None (a bad entry is deleted)."""
+        png, side = self.path(key), self.sidecar_path(key)
+        if not side.exists():
+            # No sidecar = not committed: a writer was killed between the two renames, or
+            # (shared cache, several ranks) is between them right now. Either way a miss;
+            # the PNG is left alone (deleting it could race a live writer) and is
+            # overwritten atomically when the image is generated.
+            return None
+        problem = self._verify(key, png, side)
+        if problem is not None:
+            self._discard(key, problem)
+            return None
+        return png
+
+    def meta(self, key: str) -> dict[str, Any] | None:
+        """The sidecar of a valid entry (None when missing or corrupt)."""
+        if self.get(key) is None:
+            return None
+        return json.loads(self.sidecar_path(key).read_text(encoding="utf-8"))
+
+    def _verify(self, key: str, png: Path, side: Path) -> str | None:
+        from PIL import Image
+
+        try:
+            meta = json.loads(side.read_text(encoding="utf-8"))
+        except (OSError, ValueError, UnicodeDecodeError):
+            return "unreadable sidecar"
+        if not isinstance(meta, dict) or meta.get("key") != key:
+            return "sidecar does not name this key"
+        try:
+            data = png.read_bytes()
+        except OSError:
+            return "missing or unreadable PNG"
+        if hashlib.sha256(data).hexdigest() != meta.get("png_sha256"):
+            return "PNG bytes do not match the sidecar hash (truncated or altered)"
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                if im.format != "PNG":
+                    return f"not a PNG ({im.format})"
+                im.load()  # decodes every row: a truncated stream raises here
+                size = im.size
+        except Exception as exc:  # noqa: BLE001 - PIL raises many types for bad data
+            return f"PNG does not decode ({exc.__class__.__name__})"
+        w, h = meta.get("width"), meta.get("height")
+        if w is not None and h is not None and (int(w), int(h)) != size:
+            return f"PNG size {size} differs from the sidecar's {(w, h)}"
+        return None
+
+    def _discard(self, key: str, why: str) -> None:
+        log.warning("image cache: discarding %s (%s); it will be regenerated", key[:16], why)
+        self.sidecar_path(key).unlink(missing_ok=True)
+        self.path(key).unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ write
+
+    def put(self, key: str, image: Image.Image, meta: dict[str, Any]) -> Path:
+        """Store ``image`` under ``key`` atomically and return the PNG path.
+
+        ``meta`` is recorded in the sidecar (plus ``key``, ``png_sha256``, ``width``,
+        ``height``). PNG encoding has no timestamps or text chunks, so the same
+        pixels always give the same bytes.
+        """
+        png = self.path(key)
+        png.parent.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        image.convert("RGB").save(buf, format="PNG")
+        data = buf.getvalue()
+        side = dict(meta)
+        side.update(
+            key=key,
+            png_sha256=hashlib.sha256(data).hexdigest(),
+            width=image.size[0],
+            height=image.size[1],
+        )
+        _atomic_write(png, data)
+        _atomic_write(self.sidecar_path(key), (json.dumps(side, sort_keys=True, indent=1) + "\n").encode())
+        _fsync_dir(png.parent)
+        return png
+
+    # ------------------------------------------------------------------ housekeeping
+
+    def sweep_tmp(self, max_age_s: float = 3600.0) -> int:
+        """Delete temp files left by killed writers; returns how many.
+
+        A temp file is stale when its writer (pid in the name, this host) is gone, or
+        when it is older than ``max_age_s`` (writers on other hosts of a shared disk).
+        Live writers' files are left alone.
+        """
+        if not self.images_dir.is_dir():
+            return 0
+        removed = 0
+        now = time.time()
+        for sub in self.images_dir.iterdir():
+            if not sub.is_dir():
+                continue
+            for f in sub.iterdir():
+                if not (f.name.startswith(".") and f.name.endswith(_TMP_SUFFIX)):
+                    continue
+                parts = f.name[: -len(_TMP_SUFFIX)].split(".")
+                stale = False
+                try:
+                    host, pid = parts[-3], int(parts[-2])
+                    if host == _HOST and not _pid_alive(pid):
+                        stale = True
+                except (IndexError, ValueError):
+                    stale = True
+                if not stale:
+                    try:
+                        stale = now - f.stat().st_mtime > max_age_s
+                    except FileNotFoundError:
+                        continue
+                if stale:
+                    f.unlink(missing_ok=True)
+                    removed += 1
+        return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
