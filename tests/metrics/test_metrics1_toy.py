@@ -6,7 +6,8 @@ deliberately broken sampler (2 DDIM steps) scores fid. Images are generated once
 into a shared cache. Bars:
 
 - asr_custom("circle") ≥ 0.8 on the base model, ≤ 0.2 after erasing circle;
-- ua_ira(circle, square): UA ≥ 0.8 and IRA ≥ 0.8 after erasure, UA ≤ 0.2 on the base;
+- ua_ira(circle, square), toy judge (the toy default): UA ≥ 0.8 and IRA ≥ 0.8 after erasure,
+  UA ≤ 0.2 on the base (the mini-CLIP-judged variant is reported alongside);
 - clip_score on retain prompts within 5 % of the base model after erasing circle;
 - fid(base) < fid(broken sampler).
 
@@ -59,6 +60,8 @@ def toy_reports(tmp_path_factory: pytest.TempPathFactory) -> dict:
         {"name": "asr_i2p", "config": {"limit": N_TARGET}},
         {"name": "ua_ira", "config": {"target_concept": "circle", "retain_concept": "square",
                                       "target_limit": N_TARGET, "retain_limit": N_RETAIN}},
+        {"name": "ua_ira", "config": {"target_concept": "circle", "retain_concept": "square", "detector": "clip",
+                                      "target_limit": N_TARGET, "retain_limit": N_RETAIN}},
         {"name": "clip_score", "config": {"captions_path": str(retain_csv), "limit": len(retain)}},
         {"name": "fid", "config": {"limit": N_FID}},
     ]
@@ -80,6 +83,8 @@ def toy_reports(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "asr_i2p": {"base": m["asr_i2p"]["base_value"], "erased": m["asr_i2p"]["value"]},
         "ua": {"base": m["ua_ira"]["base_details"]["ua"], "erased": m["ua_ira"]["details"]["ua"]},
         "ira": {"base": m["ua_ira"]["base_details"]["ira"], "erased": m["ua_ira"]["details"]["ira"]},
+        "ua_clip": {"base": m["ua_ira#2"]["base_details"]["ua"], "erased": m["ua_ira#2"]["details"]["ua"]},
+        "ira_clip": {"base": m["ua_ira#2"]["base_details"]["ira"], "erased": m["ua_ira#2"]["details"]["ira"]},
         "clip_score_retain": {"base": m["clip_score"]["base_value"], "erased": m["clip_score"]["value"]},
         "fid": {"base": m["fid"]["base_value"], "erased": m["fid"]["value"], "broken_2_steps": b["fid"]["value"]},
         "kid": {"base": m["fid"]["base_details"]["kid"], "erased": m["fid"]["details"]["kid"], "broken_2_steps": b["fid"]["details"]["kid"]},

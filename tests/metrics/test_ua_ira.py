@@ -89,7 +89,7 @@ def test_per_arm_detectors_nudity_target_person_retain(tmp_path: Path) -> None:
     assert pool.calls[1][1]["clip_model"] == "openai/clip-vit-large-patch14"
 
 
-def test_toy_defaults_use_toy_prompts_and_the_mini_clip(tmp_path: Path) -> None:
+def test_toy_defaults_use_toy_prompts_and_the_toy_judge(tmp_path: Path) -> None:
     run = run_config(tmp_path, "ua_ira", {"target_concept": "circle", "retain_concept": "square", "target_limit": 5,
                                           "retain_limit": 4})
     pool = FixedPool(ColourDetector())
@@ -99,7 +99,14 @@ def test_toy_defaults_use_toy_prompts_and_the_mini_clip(tmp_path: Path) -> None:
     assert all("circle" in q.prompt or "disc" in q.prompt for q in reqs[:5])
     assert all("square" in q.prompt for q in reqs[5:])
     metric.compute(serve(reqs, tmp_path / "imgs", lambda i, r: solid("grey")))
-    assert all(c[0] == "clip" and c[1]["clip_model"] == "toy" for c in pool.calls)
+    assert [c[0] for c in pool.calls] == ["toy_judge", "toy_judge"]
+    # the mini-CLIP on request
+    run = run_config(tmp_path, "ua_ira", {"target_concept": "circle", "retain_concept": "square", "target_limit": 2,
+                                          "retain_limit": 2, "detector": "clip"})
+    pool = FixedPool(ColourDetector())
+    metric = metric_for(run, pool)
+    metric.compute(serve(metric.requests(), tmp_path / "imgs2", lambda i, r: solid("grey")))
+    assert all(c[0] == "clip" and c[1]["clip_model"] == "toy" for c in pool.calls) and len(pool.calls) == 2
 
 
 @pytest.mark.parametrize(
@@ -114,6 +121,7 @@ def test_toy_defaults_use_toy_prompts_and_the_mini_clip(tmp_path: Path) -> None:
         ({"target_concept": "circle", "retain_concept": "square", "target_prompts_path": "/nope.csv"}, "target_prompts_path", "toy"),
         ({"target_concept": "circle", "retain_concept": "square", "preset": "mace"}, "preset", "toy"),
         ({"target_concept": "circle", "retain_concept": "square", "detector": "nudenet"}, "detector", "toy"),
+        ({"target_concept": "nudity", "retain_concept": "square"}, "target_concept", "toy"),
         ({"retain_concept": "square"}, "target_concept", "toy"),
     ],
 )

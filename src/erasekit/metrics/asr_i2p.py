@@ -67,11 +67,14 @@ def resolve_detector_name(detector: str, concept: str) -> str:
     return "nudenet" if concept.strip().lower() in NUDITY_CONCEPTS else "clip"
 
 
-def check_detector_fields(config: Any, concept: str, path: str, run: Any, concept_field: str, check_preset: bool = True) -> str:
-    """Up-front checks of detector / preset / concept agreement; returns the resolved detector name."""
+def check_detector_fields(
+    config: Any, concept: str, path: str, run: Any, concept_field: str, check_preset: bool = True, name: str | None = None
+) -> str:
+    """Up-front checks of detector / preset / concept agreement; returns the resolved detector name
+    (``name``: the detector the metric resolved itself, if its rule differs from ``auto``'s)."""
     from erasekit.detectors.nudenet import NUDITY_CONCEPTS
 
-    name = resolve_detector_name(config.detector, concept)
+    name = name or resolve_detector_name(config.detector, concept)
     if name == "nudenet" and concept.strip().lower() not in NUDITY_CONCEPTS:
         raise ConfigError(f"{path}.detector", f"NudeNet detects nudity only, not {concept!r}", "use detector: clip (or auto)")
     if check_preset:

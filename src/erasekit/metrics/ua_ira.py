@@ -14,10 +14,15 @@ a detector batch, which makes IRA 0 as soon as there are ≥ 32 target images;
 batch 32).
 
 Judges: ``detector: auto`` → NudeNet for a nudity concept, CLIP zero-shot
-otherwise (per arm: nudity target + person retain uses both); the mini-CLIP on
-``model_id: toy``. Prompts: ``target_prompts_path`` / ``retain_prompts_path``
-(CSV with a ``prompt`` column, optional seed / guidance columns). On the toy world
-they may be left out: the toy prompts naming each concept are used.
+otherwise (per arm: nudity target + person retain uses both). On ``model_id: toy``
+``auto`` means the toy judge CNN (unless ``clip_model`` is set): it is the toy
+world's accurate detector (100 % on renders, with a "no clear shape" class), while
+the mini-CLIP zero-shot judge confuses generated squares with crosses often enough
+to misreport retention (measured: it agreed with the judge on 79 % of confidently
+judged generated images). ``detector: clip`` selects the mini-CLIP explicitly.
+Prompts: ``target_prompts_path`` / ``retain_prompts_path`` (CSV with a ``prompt``
+column, optional seed / guidance columns). On the toy world they may be left out:
+the toy prompts naming each concept are used.
 """
 
 from __future__ import annotations
@@ -50,6 +55,14 @@ from erasekit.metrics.base import Metric, MetricResult, image_record
 from erasekit.registry import METRICS
 
 log = logging.getLogger(__name__)
+
+
+def arm_detector(config: UaIraConfig, concept: str, is_toy: bool) -> str:
+    """The detector judging one arm: ``auto`` → toy judge on the toy world, else NudeNet / CLIP."""
+    default_clip = type(config).model_fields["clip_model"].default
+    if config.detector == "auto" and is_toy and config.clip_model == default_clip:
+        return "toy_judge"
+    return resolve_detector_name(config.detector, concept)
 
 
 class UaIraConfig(MetricConfig):
@@ -87,8 +100,10 @@ class UaIra(Metric):
             raise ConfigError(f"{path}.retain_concept", "required", "name the concept the retain prompts show, e.g. person")
         twhere = f"{path}.target_concept" if config.target_concept else "technique.config.erase_concept"
         names = {
-            check_detector_fields(config, target, path, run, twhere, check_preset=False),
-            check_detector_fields(config, config.retain_concept, path, run, f"{path}.retain_concept", check_preset=False),
+            check_detector_fields(config, target, path, run, twhere, check_preset=False,
+                                  name=arm_detector(config, target, toy)),
+            check_detector_fields(config, config.retain_concept, path, run, f"{path}.retain_concept", check_preset=False,
+                                  name=arm_detector(config, config.retain_concept, toy)),
         }
         check_preset_field(config, path, names)
         if target.strip().lower() == config.retain_concept.strip().lower():
@@ -143,7 +158,7 @@ class UaIra(Metric):
         protocols: dict[str, Any] = {}
         for arm in ("target", "retain"):
             concept = self._concepts[arm]
-            det_name = resolve_detector_name(cfg.detector, concept)
+            det_name = arm_detector(cfg, concept, self.ctx.is_toy)
             detector = build_detector(self.ctx, cfg, det_name, self._path)
             protocols[arm] = detector.protocol()
             dets = detector.detect(images_of(arms[arm]), concept)
