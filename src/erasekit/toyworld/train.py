@@ -424,10 +424,11 @@ def stage_unet(out: Path, args) -> None:
         if step % 50 == 0:
             el = time.time() - t0
             log(f"unet step {step}/{steps} loss {loss.item():.4f} lr {sched.get_last_lr()[0]:.2e} ({el:.0f}s, {el / (step + 1):.2f}s/step)")
-        last = step == steps - 1
+        last = step == steps - 1 or step + 1 == args.unet_stop_step
+        capped = False
         if args.unet_max_minutes and time.time() - t0 > 60 * args.unet_max_minutes and not last:
             log(f"unet: time budget of {args.unet_max_minutes} min reached at step {step + 1}; stopping early")
-            last = True
+            last = capped = True
         if judge is None and (out / "judge" / "config.json").exists():  # written last
             from .judge import load_judge
 
@@ -444,10 +445,11 @@ def stage_unet(out: Path, args) -> None:
                 log(f"unet: saved best EMA checkpoint (step {step + 1}, shape+colour {score:.3f})")
         if last:
             break
-    if best is None:
+    if capped and best is not None:
+        ema.load_state_dict(best)  # safety stop: keep the best evaluated EMA checkpoint
         _save_pipeline(out, ema)
     else:
-        ema.load_state_dict(best)
+        _save_pipeline(out, ema)  # the recipe ships the final EMA
     _write_metrics(out, "unet", {"history": hist, "seconds": round(time.time() - t0, 1), "steps": steps, "batch": bs})
     log(f"unet done ({time.time() - t0:.0f}s)")
 
@@ -471,14 +473,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="a few steps on a handful of images (smoke test)")
     ap.add_argument("--stages", default=",".join(STAGES), help=f"comma list of {STAGES}")
-    ap.add_argument("--threads", type=int, default=int(os.environ.get("ERASEKIT_TOY_THREADS", "2")))
-    ap.add_argument("--unet-steps", type=int, default=3000)
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("ERASEKIT_TOY_THREADS", "1")))
+    ap.add_argument("--unet-steps", type=int, default=5000)
     ap.add_argument("--unet-batch", type=int, default=64)
     ap.add_argument("--unet-lr", type=float, default=1e-3)
     ap.add_argument("--unet-images", type=int, default=40000)
     ap.add_argument("--unet-width", type=int, nargs=3, default=[32, 64, 64])
     ap.add_argument("--ema", type=float, default=0.995)
     ap.add_argument("--eval-every", type=int, default=250)
+    ap.add_argument("--unet-stop-step", type=int, default=3000, help="stop here (the cosine schedule still spans --unet-steps)")
     ap.add_argument("--unet-max-minutes", type=float, default=0.0, help="safety stop (0 = none); the best EMA checkpoint is kept")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
