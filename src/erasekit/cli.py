@@ -105,6 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     console = _console()
     show = not args.no_progress and sys.stderr.isatty()
+    _sigterm_as_interrupt()
     try:
         outcome = run_fn(run, show_progress=show, console=console)
     except ConfigError as err:
@@ -118,6 +119,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     _print_summary(outcome.report, console)
     console.print(f"report: {outcome.output_dir / 'report.json'}")
     return outcome.exit_code
+
+
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM (a scheduler's kill, a Ctrl-C in a container) → the same clean path as Ctrl-C:
+    the report is marked ``interrupted`` instead of staying ``running`` forever."""
+    import signal
+
+    def _raise(signum, frame):  # noqa: ANN001
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, _raise)
+    except ValueError:  # not the main thread (embedded use): leave signals alone
+        pass
 
 
 def _print_summary(report: dict, console) -> None:

@@ -205,6 +205,7 @@ class Runner:
     def _prepare(self, variant: _Variant, pipe: Any, pool: Any) -> None:
         """Instantiate every metric for this variant, let it precompute (split across ranks
         in a distributed run), then collect its requests."""
+        t0 = time.perf_counter()
         for m in self.run.metrics:
             ctx = MetricContext(run=self.run, pipe=pipe, model_fingerprint=variant.fingerprint, detectors=pool,
                                 cache_dir=self.run.cache_dir, variant=variant.name, log=log)
@@ -224,6 +225,7 @@ class Runner:
             except Exception as exc:  # noqa: BLE001
                 variant.errors[key] = _error_text(RuntimeError(str(exc)) if isinstance(exc, ConfigError) else exc)
                 log.debug("metric %s failed while collecting requests", key, exc_info=True)
+        self.report["timings"][f"prepare_seconds_{variant.name}"] = round(time.perf_counter() - t0, 3)
 
     def _generate(self, variant: _Variant, make_generator: Any, fingerprint: str) -> None:
         """One deduplicated generation pass for all metrics of a variant.
