@@ -173,6 +173,7 @@ TOY_ERR = {"name": "err", "config": {
     "attack": {"n_tokens": 20, "steps": 40, "topk": 32, "batch": 96}}}
 
 
+@pytest.mark.slow
 def test_toy_each_arm_moves_the_right_way_under_mace(tmp_path_factory: pytest.TempPathFactory) -> None:
     from test_mma import run_toy, toy_ready
 

@@ -137,6 +137,7 @@ def test_tifa_v1_file_mean_over_captions_not_questions(tmp_path: Path, tiny_sd_d
 # ---------------------------------------------------------------------------- toy world end to end
 
 
+@pytest.mark.slow
 def test_toy_tifa_bars_before_and_after_erasing_circle(tmp_path_factory: pytest.TempPathFactory) -> None:
     from test_mma import run_toy, toy_ready
 

@@ -477,6 +477,8 @@ class MMAAttack:
                 return AttackResult(**fields)
         res = self.search(target, restart)
         self.computed += 1
+        log.info("MMA attack on %r (restart %d): cosine %.4f after %d steps in %.1fs: %r",
+                 target, restart, res.cosine, res.steps_run, res.seconds, res.prompt)
         if self.cache is not None and payload is not None:
             self.cache.put(payload, {k: v for k, v in res.as_dict().items() if k not in ("steps_run", "cached")})
         return res
