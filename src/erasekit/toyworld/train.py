@@ -32,7 +32,7 @@ from .models import SCHEDULER_CONFIG, clip_model, unet_model, vae_model
 from .render import COLOURS, NEGATIVE_KINDS, SHAPES, SYNONYMS, all_captions, render_batch, render_negative
 from .tokenizer import build_tokenizer_files, load_tokenizer
 
-STAGES = ("tokenizer", "clip", "clip_vision", "vae", "judge", "unet")
+STAGES = ("tokenizer", "clip", "clip_vision", "vae", "judge", "unet", "unet_balance")
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -459,6 +459,74 @@ def _save_pipeline(out: Path, unet) -> None:
     pipe.save_pretrained(out / "pipeline", safe_serialization=True)
 
 
+def stage_unet_balance(out: Path, args) -> None:
+    """Short annealing phase of the UNet with neutral captions over-weighted (half the
+    batch is "a {colour} shape" / "a shape" / ""), so neutral prompts draw all shapes."""
+    from copy import deepcopy
+
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    from .render import sample_caption
+
+    seed_all(args.seed + 11)
+    t0 = time.time()
+    vae = load_vae(out)
+    tok = load_tokenizer(out / "pipeline" / "tokenizer")
+    te = CLIPTextModel.from_pretrained(out / "pipeline" / "text_encoder", local_files_only=True).eval()
+    captions = all_captions(include_empty=True)
+    cap_idx = {c: i for i, c in enumerate(captions)}
+    with torch.no_grad():
+        cap_emb = te(tokenize(tok, captions)).last_hidden_state
+    n_img = 256 if args.quick else 20000
+    imgs, shapes, colours, _ = render_batch(n_img, seed=args.seed * 1000 + 43)
+    with torch.no_grad():
+        lat = torch.cat([vae.encode(to_unit(imgs[i : i + 1000])).latent_dist.mean for i in range(0, n_img, 1000)]) * vae.config.scaling_factor
+    unet = UNet2DConditionModel.from_pretrained(out / "pipeline" / "unet", local_files_only=True).train()
+    ema = deepcopy(unet).eval().requires_grad_(False)
+    noise_sched = DDPMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items() if k != "set_alpha_to_one"})
+    ac = noise_sched.alphas_cumprod
+    snr = ac / (1 - ac)
+    weight = torch.clamp(snr, max=5.0) / snr
+    steps = 3 if args.quick else args.balance_steps
+    bs = 8 if args.quick else args.unet_batch
+    opt = torch.optim.AdamW(unet.parameters(), lr=args.balance_lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: max(0.0, 1 - i / max(steps, 1)))
+    g = torch.Generator().manual_seed(args.seed + 12)
+    rng = np.random.default_rng([args.seed, 43])
+    for step in range(steps):
+        b = torch.randint(0, n_img, (bs,), generator=g)
+        caps = []
+        for i in b.tolist():
+            u = rng.random()
+            if u < 0.5:
+                caps.append(sample_caption(shapes[i], colours[i], rng, p_empty=0.12))
+            elif u < 0.67:
+                caps.append(f"a {colours[i]} shape")
+            elif u < 0.84:
+                caps.append("a shape")
+            else:
+                caps.append("")
+        ci = torch.tensor([cap_idx[c] for c in caps])
+        z0 = lat[b]
+        noise = torch.randn(z0.shape, generator=g)
+        t = torch.randint(0, 1000, (bs,), generator=g)
+        pred = unet(noise_sched.add_noise(z0, noise, t), t, cap_emb[ci]).sample
+        loss = ((pred - noise) ** 2).mean(dim=(1, 2, 3)).mul(weight[t]).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            for pe, p in zip(ema.parameters(), unet.parameters(), strict=True):
+                pe.lerp_(p, 1 - args.ema)
+        if step % 50 == 0 or step == steps - 1:
+            log(f"unet_balance step {step}/{steps} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
+    _save_pipeline(out, ema)
+    _write_metrics(out, "unet_balance", {"steps": steps, "seconds": round(time.time() - t0, 1)})
+
+
 # --------------------------------------------------------------------------- main
 def _write_metrics(out: Path, stage: str, data: dict) -> None:
     p = out / "train_metrics.json"
@@ -481,6 +549,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--unet-width", type=int, nargs=3, default=[32, 64, 64])
     ap.add_argument("--ema", type=float, default=0.995)
     ap.add_argument("--eval-every", type=int, default=250)
+    ap.add_argument("--balance-steps", type=int, default=400)
+    ap.add_argument("--balance-lr", type=float, default=3e-4)
     ap.add_argument("--unet-stop-step", type=int, default=3000, help="stop here (the cosine schedule still spans --unet-steps)")
     ap.add_argument("--unet-max-minutes", type=float, default=0.0, help="safety stop (0 = none); the best EMA checkpoint is kept")
     args = ap.parse_args(argv)
