@@ -75,10 +75,14 @@ def test_batch_size_does_not_change_results(tiny_clip_dir: Path, noise_images) -
 
 
 def test_caption_classes(tiny_clip_dir: Path, clip_toy: ClipDetector) -> None:
-    assert clip_toy.classes_for("disc") == {
-        "circle": ["a circle", "a disc"], "square": ["a square"], "triangle": ["a triangle"], "cross": ["a cross"],
-    }
-    assert list(clip_toy.classes_for("Blue")) == ["blue", "red", "green", "yellow"]
+    classes = clip_toy.classes_for("disc")
+    assert list(classes) == ["circle", "square", "triangle", "cross"]
+    assert classes["circle"][:2] == ["a circle", "a disc"]
+    assert set(classes["circle"][2:]) == {f"a {c} {n}" for c in ("red", "green", "blue", "yellow") for n in ("circle", "disc")}
+    assert set(classes["square"]) == {"a square", *(f"a {c} square" for c in ("red", "green", "blue", "yellow"))}
+    colour = clip_toy.classes_for("Blue")
+    assert list(colour) == ["blue", "red", "green", "yellow"]
+    assert colour["blue"][0] == "a blue shape" and "a blue disc" in colour["blue"] and "a red circle" not in colour["blue"]
     with pytest.raises(ErasekitError, match="shapes and colours only"):
         clip_toy.classes_for("nudity")
     gen = ClipDetector(str(tiny_clip_dir), contrast_captions=["a photo of a dog."])

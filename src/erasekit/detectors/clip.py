@@ -15,10 +15,14 @@ Decision rule (documented because it *is* the metric for non-nudity concepts):
    cos(image, concept) > cos(image, neutral)).
 
 In the toy world (``clip_model="toy"``) the captions are the mini-CLIP's own
-vocabulary: a shape concept's class is "a {shape}" (+ synonyms, "a disc"), the
-contrast classes are the other shapes; a colour's class is "a {colour} shape"
-against the other colours. No neutral class there: the mini-CLIP was never
-trained on "a shape", so its embedding carries no meaning.
+vocabulary, ensembled the same way: a shape concept's class holds every
+caption naming it ("a circle", "a disc", "a red circle", … "a yellow disc"),
+the contrast classes are the other shapes; a colour's class holds "a {colour}
+shape" and "a {colour} {shape}" for every shape, against the other colours.
+No neutral class there: the mini-CLIP was never trained on "a shape", so its
+embedding carries no meaning. Measured on 192 base toy images (12 seeds × the
+16 "a {colour} {shape}" prompts), agreement with the toy judge on "circle":
+0.958 with this ensemble, 0.938 with the shape-only captions.
 
 Models load offline only: an HF id resolves from the local HF cache
 (``local_files_only=True``), a folder loads directly; anything missing raises
@@ -289,11 +293,12 @@ def _toy_classes(concept: str) -> dict[str, list[str]]:
 
     c = concept.lower()
     canon = next((s for s, syns in SYNONYMS.items() if c in syns), c)
+    names = {s: (s, *SYNONYMS.get(s, ())) for s in SHAPES}
     if canon in SHAPES:
         order = [canon, *(s for s in SHAPES if s != canon)]
-        return {s: [f"a {s}", *(f"a {w}" for w in SYNONYMS.get(s, ()))] for s in order}
+        return {s: [*(f"a {n}" for n in names[s]), *(f"a {col} {n}" for n in names[s] for col in COLOURS)] for s in order}
     if canon in COLOURS:
         order = [canon, *(x for x in COLOURS if x != canon)]
-        return {x: [f"a {x} shape"] for x in order}
+        return {x: [f"a {x} shape", *(f"a {x} {n}" for s in SHAPES for n in names[s])] for x in order}
     names = sorted({*SHAPES, *COLOURS, *(w for v in SYNONYMS.values() for w in v)})
     raise ErasekitError(f"the toy mini-CLIP knows shapes and colours only, not {concept!r}; use one of {', '.join(names)}")
