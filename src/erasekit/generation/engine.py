@@ -254,6 +254,12 @@ class ImageGenerator:
         import torch
 
         reqs = [r for _, r in batch]
+        n_real = len(reqs)
+        # Pad every call to exactly batch_size (copies of the last request, discarded below).
+        # Why: CPU/GPU kernels give per-image results that depend on the batch *size* (±1 grey
+        # level) but not on position or companions (measured). With a fixed size, an image is
+        # bit-identical whether it was made in a fresh run, a resumed run or on any rank.
+        reqs = reqs + [reqs[-1]] * (self.batch_size - n_real)
         generators = [torch.Generator("cpu").manual_seed(image_seed(self.run_seed, r.seed)) for r in reqs]
         with torch.inference_mode():
             out = self.pipe(
@@ -270,7 +276,7 @@ class ImageGenerator:
         images = list(out.images)
         if len(images) != len(reqs):
             raise RuntimeError(f"pipeline returned {len(images)} images for {len(reqs)} prompts")
-        return images
+        return images[:n_real]
 
     def _meta(self, key: str, request: ImageRequest) -> dict[str, Any]:
         import erasekit
@@ -281,6 +287,7 @@ class ImageGenerator:
             run_seed=self.run_seed,
             erasekit_version=getattr(erasekit, "__version__", "unknown"),
             created=datetime.now(UTC).isoformat(timespec="seconds"),
+            generated_by_rank=self.shard[0] if self.shard is not None else 0,
         )
         return meta
 
