@@ -146,7 +146,7 @@ def run(n_concepts: int, n_templates: int, unet, text, tok) -> dict:
         DEFAULT_TEMPLATES,
         MACEConfig,
         build_plan,
-        cfr_rows,
+        config_rows,
         encode_plan,
         resolve_prior,
         solve_cfr,
@@ -160,7 +160,7 @@ def run(n_concepts: int, n_templates: int, unet, text, tok) -> dict:
 
     with PeakRSS() as mem_ours:
         t0 = time.perf_counter()
-        blocks = cfr_rows(enc, cfg.alignment, cfg.preserve_scale, cfg.prior_scale)
+        blocks = config_rows(enc, cfg)
         r, grams = solve_cfr(blocks, cfg.lambda_cfr)
         apply_refinement([lin for _, lin in layers], r)
         t_ours = time.perf_counter() - t0
@@ -168,7 +168,7 @@ def run(n_concepts: int, n_templates: int, unet, text, tok) -> dict:
 
     with PeakRSS() as mem_ref:
         t0 = time.perf_counter()
-        blocks = cfr_rows(enc, cfg.alignment, cfg.preserve_scale, cfg.prior_scale)
+        blocks = config_rows(enc, cfg)
         x = torch.cat([b.x for b in blocks])
         y = torch.cat([b.x if b.y is None else b.y for b in blocks])
         w = torch.cat([torch.full((b.x.shape[0],), b.weight, dtype=torch.float64) for b in blocks])

@@ -25,7 +25,7 @@ from erasekit.techniques.mace import (
     MACE,
     MACEConfig,
     build_plan,
-    cfr_rows,
+    config_rows,
     encode_plan,
     load_checkpoint,
     resolve_prior,
@@ -99,7 +99,7 @@ def test_shared_solve_equals_per_layer_reference(pipe, tiny_sd_dir):
     cfg = _cfg(tiny_sd_dir, erase_concept=["circle", "square"], preserve_concepts=["cat"], preserve_scale=0.5)
     base = _kv(pipe)
     plan = build_plan(cfg, resolve_prior(cfg)[0])
-    blocks = cfr_rows(encode_plan(pipe.text_encoder, pipe.tokenizer, plan), cfg.alignment, cfg.preserve_scale, cfg.prior_scale)
+    blocks = config_rows(encode_plan(pipe.text_encoder, pipe.tokenizer, plan), cfg)
     assert len(blocks) == 3  # erase, preserve, prior
     x = torch.cat([b.x for b in blocks])
     y = torch.cat([b.x if b.y is None else b.y for b in blocks])
@@ -177,13 +177,23 @@ def test_edit_moves_concept_prompts_onto_targets_and_preservation_keeps_others(t
         p = load_base_pipeline(str(tiny_sd_dir), "cpu", False)
         base = [(item, item[1].weight.detach().clone()) for item in cross_attention_kv(p.unet)]
         before = _kv_error(p, base, "a circle", "a")
-        MACE(_cfg(tiny_sd_dir, **kw)).apply(p)
+        MACE(_cfg(tiny_sd_dir, overshoot=0.0, **kw)).apply(p)  # plain mapping onto the target
         res[label] = (before, _kv_error(p, base, "a circle", "a"), _kv_error(p, base, "a square", "a square"))
     for before, erased, _ in res.values():
         assert erased < 0.7 * before  # "a circle" now reads much more like "a"
     # random text encoders put every prompt's padding close together: without preservation
     # the edit drags "a square" along; preserving it keeps it 3x closer to the base
     assert res["preserve"][2] < res["plain"][2] / 3
+
+
+def test_overshoot_targets_lie_past_the_target_away_from_the_concept(pipe, tiny_sd_dir):
+    cfg0, cfg1 = _cfg(tiny_sd_dir, overshoot=0.0, prior_captions=None), _cfg(tiny_sd_dir, overshoot=1.5, prior_captions=None)
+    enc = encode_plan(pipe.text_encoder, pipe.tokenizer, build_plan(cfg0, []))
+    (plain,), (pushed,) = config_rows(enc, cfg0), config_rows(enc, cfg1)
+    assert torch.equal(plain.x, pushed.x)
+    assert torch.allclose(pushed.y, plain.y + 1.5 * (plain.y - plain.x))
+    same = (plain.x == plain.y).all(dim=1)  # prefix positions (kept) stay kept
+    assert same.any() and torch.equal(pushed.y[same], plain.x[same])
 
 
 def test_lambda_makes_the_update_smaller(tiny_sd_dir):
