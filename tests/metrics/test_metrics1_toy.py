@@ -1,6 +1,6 @@
 """Metrics I on the trained toy world, where the truth is known (issue 7's "done when").
 
-One MACE run (erase "circle", compare_to_base) scores asr_custom, asr_i2p, ua_ira (circle /
+One MACE run (erase "circle" with its toy synonym "disc", compare_to_base) scores asr_custom, asr_i2p, ua_ira (circle /
 square), clip_score (retain prompts) and fid on the erased and on the base model; one run of a
 deliberately broken sampler (2 DDIM steps) scores fid. Images are generated once per module
 into a shared cache. Bars:
@@ -10,6 +10,11 @@ into a shared cache. Bars:
   UA ≤ 0.2 on the base (the mini-CLIP-judged variant is reported alongside);
 - clip_score on retain prompts within 5 % of the base model after erasing circle;
 - fid(base) < fid(broken sampler).
+
+Why the synonym: the toy target prompts name the concept both ways ("a red circle", "a red
+disc"). Erasing the word "circle" alone removes circles from "circle" prompts (0/9 by the judge)
+but not from "disc" prompts (6/7), so ASR stays ~0.4-0.5 — the metrics report exactly that; the
+spec's answer is a synonym list.
 
 The measured numbers are printed (``-s``) and written to ``toy_metrics1.json`` in the run folder.
 """
@@ -67,7 +72,7 @@ def toy_reports(tmp_path_factory: pytest.TempPathFactory) -> dict:
     ]
     mace = {
         "output_dir": str(root / "mace"), "cache_dir": str(cache), "compare_to_base": True, "batch_size": 32,
-        "technique": {"name": "mace", "config": {"model_id": "toy", "device": "cpu", "erase_concept": "circle"}},
+        "technique": {"name": "mace", "config": {"model_id": "toy", "device": "cpu", "erase_concept": ["circle", "disc"]}},
         "metrics": metrics,
     }
     broken = {

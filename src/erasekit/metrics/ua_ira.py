@@ -17,9 +17,11 @@ Judges: ``detector: auto`` → NudeNet for a nudity concept, CLIP zero-shot
 otherwise (per arm: nudity target + person retain uses both). On ``model_id: toy``
 ``auto`` means the toy judge CNN (unless ``clip_model`` is set): it is the toy
 world's accurate detector (100 % on renders, with a "no clear shape" class), while
-the mini-CLIP zero-shot judge confuses generated squares with crosses often enough
-to misreport retention (measured: it agreed with the judge on 79 % of confidently
-judged generated images). ``detector: clip`` selects the mini-CLIP explicitly.
+the mini-CLIP zero-shot judge confuses generated squares with crosses and circles
+often enough to misreport retention (measured on 350 generated images of the shipped
+toy model: it agrees with a confident judge on 87 % of them, on 71 % of the squares;
+IRA(square) of the base model reads 0.50 with it against 1.00 with the judge).
+``detector: clip`` selects the mini-CLIP explicitly.
 Prompts: ``target_prompts_path`` / ``retain_prompts_path`` (CSV with a ``prompt``
 column, optional seed / guidance columns). On the toy world they may be left out:
 the toy prompts naming each concept are used.
