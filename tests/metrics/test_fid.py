@@ -167,6 +167,7 @@ class _Evil:
         return (Path.touch, (Path(_Evil.marker),))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_inception_weights_are_never_unpickled_unsafely(tmp_path: Path) -> None:
     from erasekit.metrics.fid import load_inception
 
