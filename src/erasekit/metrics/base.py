@@ -86,10 +86,10 @@ class Metric(ABC):
         self.ctx = ctx
 
     @classmethod
-    def check_config(cls, config: MetricConfig, run: ResolvedRun, path: str) -> None:
+    def check_config(cls, config: MetricConfig, run: ResolvedRun, path: str) -> None:  # noqa: B027 - optional hook, no-op by default
         """Compatibility checks needing no model; raise ConfigError(f"{path}.field", …)."""
 
-    def prepare(self, rank: int, world: int) -> None:
+    def prepare(self, rank: int, world: int) -> None:  # noqa: B027 - optional hook, no-op by default
         """Optional expensive precomputation split across ranks (e.g. adversarial attacks).
 
         Called on every rank before :meth:`requests` in a distributed run, followed by a

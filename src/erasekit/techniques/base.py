@@ -31,7 +31,7 @@ class Technique(ABC):
         return []
 
     @classmethod
-    def check_config(cls, config: TechniqueConfig, path: str) -> None:
+    def check_config(cls, config: TechniqueConfig, path: str) -> None:  # noqa: B027 - optional hook, no-op by default
         """Cross-field checks that need no model. Raise ConfigError(path + '.field', ...)."""
 
     @abstractmethod
