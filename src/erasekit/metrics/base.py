@@ -85,8 +85,8 @@ class Metric(ABC):
         self.config = config
         self.ctx = ctx
 
-    @classmethod
-    def check_config(cls, config: MetricConfig, run: ResolvedRun, path: str) -> None:  # noqa: B027 - optional hook, no-op by default
+    @classmethod  # noqa: B027 - optional hook, no-op by default
+    def check_config(cls, config: MetricConfig, run: ResolvedRun, path: str) -> None:
         """Compatibility checks needing no model; raise ConfigError(f"{path}.field", …)."""
 
     def prepare(self, rank: int, world: int) -> None:  # noqa: B027 - optional hook, no-op by default

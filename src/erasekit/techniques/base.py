@@ -30,8 +30,8 @@ class Technique(ABC):
         """Concepts this technique erases (first = primary). The baseline erases none."""
         return []
 
-    @classmethod
-    def check_config(cls, config: TechniqueConfig, path: str) -> None:  # noqa: B027 - optional hook, no-op by default
+    @classmethod  # noqa: B027 - optional hook, no-op by default
+    def check_config(cls, config: TechniqueConfig, path: str) -> None:
         """Cross-field checks that need no model. Raise ConfigError(path + '.field', ...)."""
 
     @abstractmethod
