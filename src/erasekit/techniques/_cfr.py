@@ -210,7 +210,7 @@ def apply_refinement(layers: Iterable[torch.nn.Linear], r: torch.Tensor) -> None
     for lin in layers:
         w = lin.weight
         dt = torch.float64 if w.device.type == "cuda" else torch.float32
-        d = delta.to(w.device, dt)
+        d = delta.to(dt).to(w.device)  # cast first: MPS has no float64
         w32 = w.detach().to(dt)
         w.copy_((w32 + w32 @ d).to(w.dtype))
 
