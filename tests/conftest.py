@@ -7,7 +7,6 @@ generation code paths in seconds. Behavioural tests use the trained toy world.
 
 from __future__ import annotations
 
-import json
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -18,65 +17,10 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+import torch  # noqa: E402
+from tiny_sd import build_tiny_sd  # noqa: E402
 
-try:
-    import torch  # noqa: E402
-
-    torch.set_num_threads(1)
-except ImportError:  # pragma: no cover
-    torch = None
-
-TINY_WORDS = ["a", "photo", "of", "red", "green", "circle", "square", "cat", "dog", "nudity", "person", "shape"]
-
-
-def _write_tiny_tokenizer(folder: Path) -> None:
-    """A CLIP BPE tokenizer whose vocabulary is single characters + whole words."""
-    folder.mkdir(parents=True, exist_ok=True)
-    chars = sorted({c for w in TINY_WORDS for c in w} | set("abcdefghijklmnopqrstuvwxyz"))
-    vocab: dict[str, int] = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for c in chars:
-        vocab.setdefault(c, len(vocab))
-        vocab.setdefault(c + "</w>", len(vocab))
-    merges: list[str] = []
-    for w in TINY_WORDS:
-        # left-to-right merges building each word; fine for a fixed tiny word list
-        parts = list(w[:-1]) + [w[-1] + "</w>"]
-        while len(parts) > 1:
-            a, b = parts[0], parts[1]
-            m = f"{a} {b}"
-            if m not in merges:
-                merges.append(m)
-            parts = [a + b] + parts[2:]
-            vocab.setdefault(a + b, len(vocab))
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
-    (folder / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 16, "tokenizer_class": "CLIPTokenizer"}))
-    (folder / "special_tokens_map.json").write_text(json.dumps({"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}))
-
-
-def build_tiny_sd(folder: Path, seed: int = 0) -> Path:
-    """Write a tiny randomly initialised StableDiffusionPipeline folder (16×16 px, 2 cross-attn blocks)."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    torch.manual_seed(seed)
-    _write_tiny_tokenizer(folder / "_tok")
-    tok = CLIPTokenizer.from_pretrained(folder / "_tok")
-    text = CLIPTextModel(CLIPTextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                        num_attention_heads=4, max_position_embeddings=16, bos_token_id=0, eos_token_id=1, pad_token_id=1))
-    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
-                                block_out_channels=(16, 32), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
-                                attention_head_dim=4, norm_num_groups=8)
-    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-                        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), block_out_channels=(8, 16),
-                        latent_channels=4, norm_num_groups=8, sample_size=16)
-    sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                          set_alpha_to_one=False, steps_offset=1)
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tok, unet=unet, scheduler=sched,
-                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    pipe.save_pretrained(folder)
-    return folder
+torch.set_num_threads(1)  # on a 2-core CI box one thread per process is faster and steadier
 
 
 @pytest.fixture(scope="session")

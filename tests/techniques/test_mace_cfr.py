@@ -379,7 +379,7 @@ def test_loading_onto_another_base_model_warns(tmp_path, tiny_sd_dir, caplog):
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from conftest import build_tiny_sd
+    from tiny_sd import build_tiny_sd
 
     other_dir = build_tiny_sd(tmp_path / "other", seed=1)
     ck = tmp_path / "mace.pt"

@@ -67,6 +67,7 @@ from pydantic import Field
 
 from erasekit.attacks.cache import AttackCache, text_encoder_fingerprint
 from erasekit.config import StrictModel
+from erasekit.toyworld.tokenizer import bytes_to_unicode
 
 log = logging.getLogger(__name__)
 
@@ -159,20 +160,8 @@ def banned_words_for(concepts: Iterable[str | None], extra: Iterable[str] = (), 
 
 
 # ----------------------------------------------------------------------------- tokens
-def _bytes_to_unicode() -> dict[int, str]:
-    """The GPT-2/CLIP reversible byte → printable-unicode table (to decode BPE tokens)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, [chr(c) for c in cs], strict=True))
-
-
-_BYTE_DECODER = {u: b for b, u in _bytes_to_unicode().items()}
+# The GPT-2/CLIP reversible byte table, inverted (one implementation: the toy tokenizer's).
+_BYTE_DECODER = {u: b for b, u in bytes_to_unicode().items()}
 
 
 def token_text(token: str) -> str | None:
