@@ -227,14 +227,14 @@ def _sd_tokenizer(folder: Path):
 
     from transformers import CLIPTokenizer
 
-    from erasekit.attacks.mma import _bytes_to_unicode
+    from erasekit.toyworld.tokenizer import bytes_to_unicode
 
     spec = importlib.util.find_spec("open_clip")
     bpe = Path(spec.submodule_search_locations[0]) / "bpe_simple_vocab_16e6.txt.gz" if spec else None
     if bpe is None or not bpe.is_file():
         pytest.skip("open_clip's BPE vocabulary is not installed")
     merges = gzip.open(bpe).read().decode("utf-8").split("\n")[1 : 49152 - 256 - 2 + 1]
-    chars = list(_bytes_to_unicode().values())
+    chars = list(bytes_to_unicode().values())
     vocab = chars + [c + "</w>" for c in chars] + ["".join(m.split()) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
