@@ -33,6 +33,8 @@ from .render import COLOURS, NEGATIVE_KINDS, SHAPES, SYNONYMS, all_captions, ren
 from .tokenizer import build_tokenizer_files, load_tokenizer
 
 STAGES = ("tokenizer", "clip", "clip_vision", "vae", "judge", "unet", "unet_balance")
+# The shipped weights: every stage but the optional unet_balance fine-tune, UNet to step 5000.
+DEFAULT_STAGES = ("tokenizer", "clip", "clip_vision", "vae", "judge", "unet")
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -540,7 +542,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="a few steps on a handful of images (smoke test)")
-    ap.add_argument("--stages", default=",".join(STAGES), help=f"comma list of {STAGES}")
+    ap.add_argument("--stages", default=",".join(DEFAULT_STAGES), help=f"comma list of {STAGES} (default: all but unet_balance)")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("ERASEKIT_TOY_THREADS", "1")))
     ap.add_argument("--unet-steps", type=int, default=5000)
     ap.add_argument("--unet-batch", type=int, default=64)
@@ -551,7 +553,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--balance-steps", type=int, default=400)
     ap.add_argument("--balance-lr", type=float, default=3e-4)
-    ap.add_argument("--unet-stop-step", type=int, default=3000, help="stop here (the cosine schedule still spans --unet-steps)")
+    ap.add_argument("--unet-stop-step", type=int, default=5000, help="stop here (the cosine schedule still spans --unet-steps)")
     ap.add_argument("--unet-max-minutes", type=float, default=0.0, help="safety stop (0 = none); the best EMA checkpoint is kept")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
