@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from erasekit.toyworld.tokenizer import bytes_to_unicode
+
 #: sampler settings the engine tests use with this pipeline
 STEPS = 3
 GUIDANCE = 4.0
@@ -22,22 +24,10 @@ BOS = "<|startoftext|>"
 EOS = "<|endoftext|>"
 
 
-def _bytes_to_unicode() -> list[str]:
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return [chr(c) for c in cs]
-
-
 def write_tokenizer(folder: Path) -> Path:
     """Byte-level CLIP vocabulary without merges: every text tokenizes, one token per byte."""
     folder.mkdir(parents=True, exist_ok=True)
-    chars = _bytes_to_unicode()
+    chars = list(bytes_to_unicode().values())  # the GPT-2/CLIP byte table, one implementation
     vocab_list = chars + [c + "</w>" for c in chars] + [BOS, EOS]
     (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab_list)}, ensure_ascii=False))
     (folder / "merges.txt").write_text("#version: 0.2\n")
