@@ -88,3 +88,23 @@ def test_five_metrics_through_the_runner(setup: dict, capsys: pytest.CaptureFixt
     for key in expected_n:
         assert again["metrics"][key]["value"] == pytest.approx(d[key]["value"], abs=1e-9), key
     assert again["metrics"]["fid"]["details"]["reference"]["cached"] is True
+
+
+def test_baseline_run_reuses_the_base_half_of_compare_to_base(setup: dict) -> None:
+    """The ``none`` technique's weights are the base weights: a baseline run on the same cache
+    generates nothing and reproduces every base value of the compare_to_base run."""
+    cfg = json.loads(setup["cfg"].read_text())
+    if not (setup["root"] / "out" / "report.json").exists():
+        assert main(["run", str(setup["cfg"]), "--no-progress"]) == 0
+    compared = json.loads((setup["root"] / "out" / "report.json").read_text())
+    cfg["output_dir"] = str(setup["root"] / "baseline")
+    cfg["technique"] = {"name": "none", "config": {"model_id": cfg["technique"]["config"]["model_id"], "device": "cpu",
+                                                   "num_inference_steps": 2}}
+    path = setup["root"] / "baseline.json"
+    path.write_text(json.dumps(cfg))
+    assert main(["run", str(path), "--no-progress"]) == 0
+    base = json.loads((setup["root"] / "baseline" / "report.json").read_text())
+    assert base["model"]["fingerprint"] == base["model"]["base_fingerprint"] == compared["model"]["base_fingerprint"]
+    assert base["images"]["generated"] == 0
+    for key, m in compared["metrics"].items():
+        assert base["metrics"][key]["value"] == pytest.approx(m["base_value"], abs=1e-9), key

@@ -14,3 +14,8 @@ class NoneTechnique(Technique):
 
     def apply(self, pipe: Any) -> dict[str, Any]:
         return {"edited_parameters": 0}
+
+    def fingerprint(self, base_fingerprint: str, technique_name: str) -> str:
+        """The weights are the base weights, so the identity is the base identity: a
+        baseline run and the base half of a ``compare_to_base`` run share cached images."""
+        return base_fingerprint
