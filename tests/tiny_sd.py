@@ -40,16 +40,33 @@ def _write_tiny_tokenizer(folder: Path) -> None:
     (folder / "special_tokens_map.json").write_text(json.dumps({"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}))
 
 
-def build_tiny_sd(folder: Path, seed: int = 0) -> Path:
-    """Write a tiny randomly initialised StableDiffusionPipeline folder (16×16 px, 2 cross-attn blocks)."""
+def _write_byte_tokenizer(folder: Path) -> None:
+    """Byte-level CLIP vocabulary without merges: every text tokenizes (one token per byte),
+    so any two different prompts get different tokens (the generation engine's tests need that)."""
+    from erasekit.toyworld.tokenizer import bytes_to_unicode
+
+    folder.mkdir(parents=True, exist_ok=True)
+    chars = list(bytes_to_unicode().values())  # the GPT-2/CLIP byte table, one implementation
+    vocab_list = ["<|startoftext|>", "<|endoftext|>", *chars, *[c + "</w>" for c in chars]]
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab_list)}, ensure_ascii=False))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    (folder / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 77, "tokenizer_class": "CLIPTokenizer"}))
+    (folder / "special_tokens_map.json").write_text(json.dumps({"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}))
+
+
+def build_tiny_sd(folder: Path, seed: int = 0, byte_tokenizer: bool = False) -> Path:
+    """Write a tiny randomly initialised StableDiffusionPipeline folder (16×16 px, 2 cross-attn blocks).
+
+    ``byte_tokenizer``: one token per byte (any text, 77 positions) instead of the small word vocabulary."""
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     torch.manual_seed(seed)
-    _write_tiny_tokenizer(folder / "_tok")
+    (_write_byte_tokenizer if byte_tokenizer else _write_tiny_tokenizer)(folder / "_tok")
     tok = CLIPTokenizer.from_pretrained(folder / "_tok")
     text = CLIPTextModel(CLIPTextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                        num_attention_heads=4, max_position_embeddings=16, bos_token_id=0, eos_token_id=1, pad_token_id=1))
+                                        num_attention_heads=4, max_position_embeddings=tok.model_max_length,
+                                        bos_token_id=0, eos_token_id=1, pad_token_id=1))
     unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
                                 block_out_channels=(16, 32), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
                                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,

@@ -157,6 +157,7 @@ class Runner:
             width=defaults.width,
             scheduler=type(pipe.scheduler).__name__,
             dtype=str(pipe.unet.dtype).replace("torch.", ""),
+            device=pipe.device.type,
         )
         self.report["sampler"] = sampler.__dict__.copy()
         cache = ImageCache(run.cache_dir)

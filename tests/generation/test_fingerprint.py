@@ -39,18 +39,20 @@ MACE_CHANGES: dict[str, Any] = {
     "load_path": "<checkpoint>",
     "overshoot": 0.5,
 }
-NONE_CHANGES: dict[str, Any] = {k: MACE_CHANGES[k] for k in ("model_id", "num_inference_steps", "guidance_scale", "use_fp16", "device")}
+NONE_CHANGES: dict[str, Any] = {**{k: MACE_CHANGES[k] for k in ("model_id", "num_inference_steps", "guidance_scale", "use_fp16")},
+                                "device": "cpu"}
+# Fields that change the weights, hence the fingerprint (the rest change the sampler part of
+# the key). The baseline's weights are the base weights: its fingerprint is the base's.
+WEIGHT_FIELDS: dict[str, set[str] | None] = {"mace": None, "none": {"model_id"}}  # None: every field
 # File locations that are not the weights: changing them must *not* split the cache.
 SAME_IMAGES = {"save_path": "elsewhere/mace.pt"}
 
 
 @pytest.fixture(scope="module")
 def other_model(tmp_path_factory):
-    from tiny_pipe import build_tiny_pipeline
+    from tiny_sd import build_tiny_sd
 
-    folder = tmp_path_factory.mktemp("other")
-    build_tiny_pipeline(folder / "tok", seed=1).save_pretrained(folder / "pipe")
-    return folder / "pipe"
+    return build_tiny_sd(tmp_path_factory.mktemp("other") / "pipe", seed=1)
 
 
 def _config(name: str, model_dir, tech: dict[str, Any] | None = None, metric: dict[str, Any] | None = None, seed: int = 0):
@@ -71,7 +73,11 @@ def _fingerprint_and_key(data: dict[str, Any]) -> tuple[str, str]:
     tconf = run.technique_config
     fp = run.technique_cls(tconf).fingerprint(base_fingerprint(tconf.model_id), run.technique_name)
     norm = run.normalised()["technique"]["config"]
-    sampler = SamplerSettings(norm["num_inference_steps"], float(norm["guidance_scale"]), 16, 16)
+    import torch
+
+    dtype = "float16" if tconf.use_fp16 else "float32"  # as the loaded pipe reports it on a GPU
+    sampler = SamplerSettings(norm["num_inference_steps"], float(norm["guidance_scale"]), 16, 16, dtype=dtype,
+                              device=torch.device(tconf.device).type)
     return fp, ImageCache.key(fp, REQUEST, sampler, run.raw.seed)
 
 
@@ -95,12 +101,13 @@ def test_every_technique_field_changes_fingerprint_and_keys(name, changes, tiny_
     changes = {k: v for k, v in changes.items() if k in fields}  # (a table entry for a removed field is harmless)
     fp0, key0 = _fingerprint_and_key(_config(name, tiny_sd_dir))
     assert fp0 == _fingerprint_and_key(_config(name, tiny_sd_dir))[0]  # same config, same identity (always shares)
-    seen = {fp0}
+    seen = {key0}
     for field, value in changes.items():
         fp, key = _fingerprint_and_key(_config(name, tiny_sd_dir, {field: _value(field, value, tmp_path, other_model)}))
-        assert fp != fp0, f"technique.config.{field} does not change the fingerprint"
+        weights = WEIGHT_FIELDS[name] is None or field in WEIGHT_FIELDS[name]
+        assert (fp != fp0) == weights, f"technique.config.{field}: fingerprint changed {fp != fp0}, expected {weights}"
         assert key != key0, f"technique.config.{field} does not change the cache key"
-        seen.add(fp)
+        seen.add(key)
     assert len(seen) == len(changes) + 1  # and no two changes collide
 
 

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Bump when the key payload's meaning changes (old entries then simply stop matching).
-KEY_VERSION = 1
+KEY_VERSION = 2  # 2: the device type joined the key
 _TMP_SUFFIX = ".tmp"
 _HOST = socket.gethostname().replace(".", "_")
 
@@ -68,6 +68,7 @@ def key_payload(fingerprint: str, request: ImageRequest, sampler: SamplerSetting
         "width": int(sampler.width),
         "scheduler": sampler.scheduler,
         "dtype": sampler.dtype,
+        "device": sampler.device,
     }
 
 

@@ -100,7 +100,15 @@ def sampler_settings(
         width=int(w),
         scheduler=type(pipe.scheduler).__name__,
         dtype=_pipe_dtype(pipe) or "float32",
+        device=_pipe_device_type(pipe),
     )
+
+
+def _pipe_device_type(pipe: Any) -> str:
+    try:
+        return str(pipe.device.type)
+    except AttributeError:
+        return "cpu"
 
 
 def _native_size(pipe: Any) -> int:

@@ -36,6 +36,8 @@ class SamplerSettings:
     width: int
     scheduler: str = "DDIMScheduler"
     dtype: str = "float32"
+    #: device *type* ("cpu", "cuda", "mps"): kernels differ, so pixels do; ranks on cuda:0..N share
+    device: str = "cpu"
 
 
 @dataclass
