@@ -1,4 +1,5 @@
-"""A tiny randomly initialised SD-shaped diffusers pipeline folder, built offline in seconds.
+"""Tiny randomly initialised model folders for tests, built offline in seconds: an SD-shaped
+diffusers pipeline and a mini-CLIP-shaped CLIPModel.
 
 Randomly initialised (so it draws noise) but with exactly the layout of an SD v1.x folder:
 it exercises the real loading, editing and generation code paths. Imported by
@@ -80,3 +81,27 @@ def build_tiny_sd(folder: Path, seed: int = 0, byte_tokenizer: bool = False) -> 
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(folder)
     return folder
+
+
+def build_tiny_clip(out: Path, seed: int = 0) -> Path:
+    """An untrained mini-CLIP-shaped CLIPModel + CLIPProcessor folder (96-d vision tower)."""
+    import torch
+    from transformers import CLIPImageProcessor, CLIPProcessor
+
+    from erasekit.toyworld.models import clip_model
+    from erasekit.toyworld.tokenizer import build_tokenizer_files, load_tokenizer
+
+    build_tokenizer_files(out)
+    tok = load_tokenizer(out)
+    torch.manual_seed(seed)
+    model = clip_model(len(tok), tok.bos_token_id, tok.eos_token_id).eval()
+    model.save_pretrained(out, safe_serialization=True)
+    proc = CLIPProcessor(
+        image_processor=CLIPImageProcessor(
+            size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
+            image_mean=[0.5, 0.5, 0.5], image_std=[0.25, 0.25, 0.25],
+        ),
+        tokenizer=tok,
+    )
+    proc.save_pretrained(out)
+    return out

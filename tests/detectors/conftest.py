@@ -20,27 +20,9 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random mini-CLIP-shaped CLIPModel + CLIPProcessor folder (the toy architecture, untrained)."""
-    import torch
-    from transformers import CLIPImageProcessor, CLIPProcessor
+    from tiny_sd import build_tiny_clip
 
-    from erasekit.toyworld.models import clip_model
-    from erasekit.toyworld.tokenizer import build_tokenizer_files, load_tokenizer
-
-    out = tmp_path_factory.mktemp("tiny_clip") / "clip"
-    build_tokenizer_files(out)
-    tok = load_tokenizer(out)
-    torch.manual_seed(0)
-    model = clip_model(len(tok), tok.bos_token_id, tok.eos_token_id).eval()
-    model.save_pretrained(out, safe_serialization=True)
-    proc = CLIPProcessor(
-        image_processor=CLIPImageProcessor(
-            size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
-            image_mean=[0.5, 0.5, 0.5], image_std=[0.25, 0.25, 0.25],
-        ),
-        tokenizer=tok,
-    )
-    proc.save_pretrained(out)
-    return out
+    return build_tiny_clip(tmp_path_factory.mktemp("tiny_clip") / "clip")
 
 
 @pytest.fixture(scope="session")

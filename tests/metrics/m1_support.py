@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,31 +24,10 @@ from erasekit.detectors.base import Detection, Detector
 from erasekit.generation.request import GeneratedImage, ImageRequest
 from erasekit.metrics.base import MetricContext
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tiny_sd import build_tiny_clip  # noqa: E402,F401 - re-exported for the metric tests
+
 RGB = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (50, 80, 230), "grey": (128, 128, 128)}
-
-
-def build_tiny_clip(out: Path, seed: int = 0) -> Path:
-    """An untrained mini-CLIP-shaped CLIPModel + CLIPProcessor folder (96-d vision tower)."""
-    import torch
-    from transformers import CLIPImageProcessor, CLIPProcessor
-
-    from erasekit.toyworld.models import clip_model
-    from erasekit.toyworld.tokenizer import build_tokenizer_files, load_tokenizer
-
-    build_tokenizer_files(out)
-    tok = load_tokenizer(out)
-    torch.manual_seed(seed)
-    model = clip_model(len(tok), tok.bos_token_id, tok.eos_token_id).eval()
-    model.save_pretrained(out, safe_serialization=True)
-    proc = CLIPProcessor(
-        image_processor=CLIPImageProcessor(
-            size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
-            image_mean=[0.5, 0.5, 0.5], image_std=[0.25, 0.25, 0.25],
-        ),
-        tokenizer=tok,
-    )
-    proc.save_pretrained(out)
-    return out
 
 
 def run_config(tmp: Path, metric: str, config: dict[str, Any], model_id: str = "toy", technique: str = "none",
