@@ -27,14 +27,13 @@ import io
 import json
 import logging
 import os
-import socket
 import time
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from erasekit.config import canonical_json
 from erasekit.generation.request import ImageRequest, SamplerSettings
+from erasekit.report.io import HOST, TMP_SUFFIX, atomic_write_bytes, fsync_dir, tmp_name_owner
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -43,8 +42,6 @@ log = logging.getLogger(__name__)
 
 #: Bump when the key payload's meaning changes (old entries then simply stop matching).
 KEY_VERSION = 2  # 2: the device type joined the key
-_TMP_SUFFIX = ".tmp"
-_HOST = socket.gethostname().replace(".", "_")
 
 
 def key_payload(fingerprint: str, request: ImageRequest, sampler: SamplerSettings, image_seed: int) -> dict[str, Any]:
@@ -70,33 +67,6 @@ def key_payload(fingerprint: str, request: ImageRequest, sampler: SamplerSetting
         "dtype": sampler.dtype,
         "device": sampler.device,
     }
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file, no file, or all of it."""
-    tmp = path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.{uuid.uuid4().hex[:8]}{_TMP_SUFFIX}")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 class ImageCache:
@@ -203,9 +173,9 @@ class ImageCache:
             width=image.size[0],
             height=image.size[1],
         )
-        _atomic_write(png, data)
-        _atomic_write(self.sidecar_path(key), (json.dumps(side, sort_keys=True, indent=1) + "\n").encode())
-        _fsync_dir(png.parent)
+        atomic_write_bytes(png, data)
+        atomic_write_bytes(self.sidecar_path(key), (json.dumps(side, sort_keys=True, indent=1) + "\n").encode())
+        fsync_dir(png.parent)
         return png
 
     # ------------------------------------------------------------------ housekeeping
@@ -225,16 +195,10 @@ class ImageCache:
             if not sub.is_dir():
                 continue
             for f in sub.iterdir():
-                if not (f.name.startswith(".") and f.name.endswith(_TMP_SUFFIX)):
+                if not (f.name.startswith(".") and f.name.endswith(TMP_SUFFIX)):
                     continue
-                parts = f.name[: -len(_TMP_SUFFIX)].split(".")
-                stale = False
-                try:
-                    host, pid = parts[-3], int(parts[-2])
-                    if host == _HOST and not _pid_alive(pid):
-                        stale = True
-                except (IndexError, ValueError):
-                    stale = True
+                owner = tmp_name_owner(f.name)
+                stale = owner is None or (owner[0] == HOST and not _pid_alive(owner[1]))
                 if not stale:
                     try:
                         stale = now - f.stat().st_mtime > max_age_s

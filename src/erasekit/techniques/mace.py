@@ -36,9 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -51,6 +49,7 @@ from pydantic import Field, field_validator
 from erasekit.config import TechniqueConfig
 from erasekit.errors import ConfigError, TechniqueError
 from erasekit.registry import TECHNIQUES
+from erasekit.report.io import atomic_write
 from erasekit.techniques._cfr import (
     Grams,
     align_positions,
@@ -374,19 +373,6 @@ def sidecar_path(checkpoint: str | Path) -> Path:
     return p.with_name(p.name + ".json")
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write via a temp file in the same folder + os.replace: a crash never leaves a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _versions() -> dict[str, str]:
     import diffusers
     import transformers
@@ -591,7 +577,7 @@ class MACE(Technique):
         cfg = self.config
         path = Path(cfg.save_path).expanduser()  # type: ignore[arg-type]
         state = unet.state_dict()
-        _atomic_write(path, lambda tmp: torch.save(state, tmp))
+        atomic_write(path, lambda tmp: torch.save(state, tmp))
         sha = checkpoint_sha256(path)
         base_fp = _try_base_fingerprint(cfg.model_id)
         meta = {
@@ -610,7 +596,7 @@ class MACE(Technique):
             "versions": _versions(),
         }
         text = json.dumps(meta, indent=2, sort_keys=True)
-        _atomic_write(sidecar_path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        atomic_write(sidecar_path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
         log.info("MACE: saved edited UNet to %s (+ %s)", path, sidecar_path(path).name)
         return path
 
