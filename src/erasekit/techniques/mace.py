@@ -33,12 +33,10 @@ Defaults and why (toy world, final shipped weights, erase "circle", judge-scored
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -58,6 +56,13 @@ from erasekit.techniques._cfr import (
     encode_prompts,
     refinement_matrix,
     unpadded_ids,
+)
+from erasekit.techniques._checkpoint import (
+    checkpoint_sha256,
+    kv_digest,
+    load_checkpoint,
+    read_sidecar,
+    sidecar_path,
 )
 from erasekit.techniques._prior import GENERIC_CAPTIONS, captions_digest, read_caption_file
 from erasekit.techniques.base import NON_SEMANTIC_FIELDS, Technique
@@ -346,33 +351,6 @@ def solve_cfr(blocks: list[RowBlock], lam: float, device: torch.device | None = 
 # ------------------------------------------------------------------ files
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(2**22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-_FILE_HASHES: dict[tuple[str, int, int], str] = {}
-
-
-def checkpoint_sha256(path: str | Path) -> str:
-    """sha256 of a checkpoint file, memoised per (path, size, mtime) within the process."""
-    p = Path(path).expanduser().resolve()
-    st = p.stat()
-    key = (str(p), st.st_size, st.st_mtime_ns)
-    if key not in _FILE_HASHES:
-        _FILE_HASHES[key] = _sha256_file(p)
-    return _FILE_HASHES[key]
-
-
-def sidecar_path(checkpoint: str | Path) -> Path:
-    """``checkpoints/mace.pt`` → ``checkpoints/mace.pt.json``."""
-    p = Path(checkpoint).expanduser()
-    return p.with_name(p.name + ".json")
-
-
 def _versions() -> dict[str, str]:
     import diffusers
     import transformers
@@ -380,15 +358,6 @@ def _versions() -> dict[str, str]:
     import erasekit
 
     return {"erasekit": erasekit.__version__, "torch": torch.__version__, "diffusers": diffusers.__version__, "transformers": transformers.__version__}
-
-
-def kv_digest(layers: list[tuple[str, torch.nn.Linear]]) -> str:
-    """Identity of the cross-attention K/V weights (rounded to fp16, so fp16 and fp32 runs of one base agree)."""
-    h = hashlib.sha256()
-    for name, lin in layers:
-        h.update(name.encode())
-        h.update(lin.weight.detach().to("cpu", torch.float16).contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def _try_base_fingerprint(model_id: str) -> str | None:
@@ -624,7 +593,7 @@ class MACE(Technique):
                 f"MACE: {path} does not fit this UNet: {len(shapes)} tensors have other shapes (e.g. {k}: {got} in the file, {want} in the model); "
                 "it was saved from a different architecture. Load it with the base model it was made for, or remove load_path"
             )
-        meta = _read_sidecar(path)
+        meta = read_sidecar(path)
         if meta is None:
             warnings.append(f"no sidecar {sidecar_path(path).name}: cannot check which base model this checkpoint was made from")
         else:
@@ -646,34 +615,6 @@ class MACE(Technique):
             "warnings": warnings,
             "saved_path": None,
         }
-
-
-def _read_sidecar(path: Path) -> dict[str, Any] | None:
-    try:
-        meta = json.loads(sidecar_path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return meta if isinstance(meta, dict) else None
-
-
-def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
-    """A UNet state dict from ``path``, never executing code from the file.
-
-    ``torch.load(weights_only=True)`` only rebuilds tensors and plain containers;
-    a pickle that names any other callable is refused before it runs.
-    """
-    p = Path(path).expanduser()
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(p))
-    except Exception as exc:  # noqa: BLE001 - UnpicklingError, RuntimeError, EOFError … all mean "not a safe checkpoint"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise TechniqueError(
-            f"MACE: refused to load {p}: not a plain tensor state dict readable with torch.load(weights_only=True) ({first}). "
-            "Use a .pt written by MACE's save_path (torch.save(unet.state_dict()))"
-        ) from None
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
-        raise TechniqueError(f"MACE: {p} is not a UNet state dict (a mapping of parameter names to tensors)")
-    return state
 
 
 __all__ = [
