@@ -9,7 +9,7 @@ Why these choices:
 
 - The key is a sha256 over everything that determines the pixels (model fingerprint,
   prompt, negative prompt, *effective* seed, steps, *effective* guidance, height,
-  width, scheduler, dtype). Two requests that must give the same pixels share a key;
+  width, scheduler, dtype, device type). Two requests that must give the same pixels share a key;
   two that may differ never do. Metric settings are not in it, so metrics share images.
 - Writes are atomic: temp file in the same folder, ``fsync``, ``os.replace``; the PNG
   first, the sidecar last. The sidecar is the commit marker: a kill -9 at any point

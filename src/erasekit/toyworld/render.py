@@ -85,14 +85,38 @@ def render(shape: str | None, colour: str | None, rng: np.random.Generator) -> n
     return _composite(bg, _mask(shape, cx, cy, r), rgb, rng)
 
 
-NEGATIVE_KINDS = ("blank", "noise", "blob", "partial", "tiny")
+NEGATIVE_KINDS = ("blank", "noise", "blob", "partial", "tiny", "morph")
+
+
+def _box_sdf(dx: np.ndarray, dy: np.ndarray, hx: float, hy: float) -> np.ndarray:
+    qx, qy = np.abs(dx) - hx, np.abs(dy) - hy
+    return np.hypot(np.maximum(qx, 0), np.maximum(qy, 0)) + np.minimum(np.maximum(qx, qy), 0)
+
+
+def _sdf(shape: str, cx: float, cy: float, r: float) -> np.ndarray:
+    """Signed distance (fine-grid pixels, negative inside) to the outline ``_mask`` draws."""
+    dx, dy = _GX - cx, _GY - cy
+    if shape == "circle":
+        return np.hypot(dx, dy) - r
+    if shape == "square":
+        return _box_sdf(dx, dy, r * 0.86, r * 0.86)
+    if shape == "triangle":
+        top, bot, half = cy - r, cy + r * 0.85, r
+        slope = half / (bot - top)
+        side = (np.abs(dx) - slope * (_GY - top)) / np.sqrt(1 + slope * slope)
+        return np.maximum(_GY - bot, side)
+    if shape == "cross":
+        w = r * 0.36
+        return np.minimum(_box_sdf(dx, dy, w, r), _box_sdf(dx, dy, r, w))
+    raise ValueError(f"unknown shape {shape!r}; expected one of {SHAPES}")
 
 
 def render_negative(kind: str, rng: np.random.Generator) -> np.ndarray:
     """Images with no clear shape, for the judge's "none" class.
 
     blank: background only; noise: coloured noise; blob: irregular smudge of a
-    colour; partial: a shape mostly outside the frame; tiny: a 1-3 px speck.
+    colour; partial: a shape mostly outside the frame; tiny: a 1-3 px speck;
+    morph: a solid halfway blend of two different shapes.
     """
     bg = _background(rng)
     if kind == "blank":
@@ -125,6 +149,17 @@ def render_negative(kind: str, rng: np.random.Generator) -> np.ndarray:
         along = rng.uniform(4, SIZE - 4)
         cx, cy = [(-off, along), (SIZE + off, along), (along, -off), (along, SIZE + off)][side]
         return _composite(bg, _mask(shape, cx, cy, r), rgb, rng)
+    if kind == "morph":
+        # a crisp, solid halfway blend of two different shapes (a rounded square, a lumpy
+        # cross...): what a generator draws when it has not decided. It is no shape, so
+        # the judge must not snap it to the nearest class (the roundest: "circle").
+        a, b = rng.choice(len(SHAPES), size=2, replace=False)
+        r = float(rng.uniform(6.0, 11.0))
+        cx, cy = (float(v) for v in rng.uniform(r + 1, SIZE - r - 1, size=2))
+        w = float(rng.uniform(0.4, 0.6))
+        sdf = w * _sdf(SHAPES[a], cx, cy, r) + (1 - w) * _sdf(SHAPES[b], cx, cy, r)
+        alpha = (sdf <= 0).reshape(SIZE, _SS, SIZE, _SS).mean(axis=(1, 3)).astype(np.float32)
+        return _composite(bg, alpha, rgb, rng)
     if kind == "tiny":
         r = float(rng.uniform(0.8, 2.0))
         cx, cy = rng.uniform(4, SIZE - 4, size=2)

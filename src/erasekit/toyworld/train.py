@@ -462,8 +462,15 @@ def _save_pipeline(out: Path, unet) -> None:
 
 
 def stage_unet_balance(out: Path, args) -> None:
-    """Short annealing phase of the UNet with neutral captions over-weighted (half the
-    batch is "a {colour} shape" / "a shape" / ""), so neutral prompts draw all shapes."""
+    """Annealing phase of the UNet with the neutral captions over-weighted.
+
+    Why: after the main schedule every "a {colour} {shape}" prompt draws the right shape,
+    but a colour-only caption ("a green shape") is a quarter of the colour-only share of
+    the data, and its shape is left to the noise. The model's map from noise to shape
+    for those captions stayed lopsided (one colour drew circles 44-50% of the time, and
+    classifier-free guidance amplifies it). Fine-tuning on a mix where colour-only, "a
+    shape" and "" are common (``--balance-mix``: standard / colour-only / "a shape" /
+    "") levels it, while the standard captions keep the named shapes exact."""
     from copy import deepcopy
 
     from diffusers import DDPMScheduler, UNet2DConditionModel
@@ -480,7 +487,7 @@ def stage_unet_balance(out: Path, args) -> None:
     cap_idx = {c: i for i, c in enumerate(captions)}
     with torch.no_grad():
         cap_emb = te(tokenize(tok, captions)).last_hidden_state
-    n_img = 256 if args.quick else 20000
+    n_img = 256 if args.quick else args.balance_images
     imgs, shapes, colours, _ = render_batch(n_img, seed=args.seed * 1000 + 43)
     with torch.no_grad():
         lat = torch.cat([vae.encode(to_unit(imgs[i : i + 1000])).latent_dist.mean for i in range(0, n_img, 1000)]) * vae.config.scaling_factor
@@ -493,19 +500,22 @@ def stage_unet_balance(out: Path, args) -> None:
     steps = 3 if args.quick else args.balance_steps
     bs = 8 if args.quick else args.unet_batch
     opt = torch.optim.AdamW(unet.parameters(), lr=args.balance_lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: max(0.0, 1 - i / max(steps, 1)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: max(0.0, 1 - i / steps))
     g = torch.Generator().manual_seed(args.seed + 12)
     rng = np.random.default_rng([args.seed, 43])
+    mix = np.cumsum([float(x) for x in args.balance_mix.split(",")])
+    if len(mix) != 4 or mix[-1] <= 0:
+        raise SystemExit("--balance-mix needs four non-negative weights: standard,colour-only,a shape,empty")
     for step in range(steps):
         b = torch.randint(0, n_img, (bs,), generator=g)
         caps = []
         for i in b.tolist():
-            u = rng.random()
-            if u < 0.5:
+            u = rng.random() * mix[-1]
+            if u < mix[0]:
                 caps.append(sample_caption(shapes[i], colours[i], rng, p_empty=0.12))
-            elif u < 0.67:
+            elif u < mix[1]:
                 caps.append(f"a {colours[i]} shape")
-            elif u < 0.84:
+            elif u < mix[2]:
                 caps.append("a shape")
             else:
                 caps.append("")
@@ -523,10 +533,11 @@ def stage_unet_balance(out: Path, args) -> None:
         with torch.no_grad():
             for pe, p in zip(ema.parameters(), unet.parameters(), strict=True):
                 pe.lerp_(p, 1 - args.ema)
-        if step % 50 == 0 or step == steps - 1:
-            log(f"unet_balance step {step}/{steps} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
+        if step % 100 == 0 or step == steps - 1:
+            el = time.time() - t0
+            log(f"unet_balance step {step}/{steps} loss {loss.item():.4f} ({el:.0f}s, {el / (step + 1):.2f}s/step)")
     _save_pipeline(out, ema)
-    _write_metrics(out, "unet_balance", {"steps": steps, "seconds": round(time.time() - t0, 1)})
+    _write_metrics(out, "unet_balance", {"steps": steps, "mix": args.balance_mix, "lr": args.balance_lr, "seconds": round(time.time() - t0, 1)})
 
 
 # --------------------------------------------------------------------------- main
@@ -551,8 +562,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--unet-width", type=int, nargs=3, default=[32, 64, 64])
     ap.add_argument("--ema", type=float, default=0.995)
     ap.add_argument("--eval-every", type=int, default=250)
-    ap.add_argument("--balance-steps", type=int, default=400)
-    ap.add_argument("--balance-lr", type=float, default=3e-4)
+    ap.add_argument("--balance-steps", type=int, default=5000)
+    ap.add_argument("--balance-lr", type=float, default=2e-4)
+    ap.add_argument("--balance-images", type=int, default=40000)
+    ap.add_argument("--balance-mix", default="0.40,0.40,0.10,0.10", help="caption mix: standard,colour-only,'a shape',''")
     ap.add_argument("--unet-stop-step", type=int, default=5000, help="stop here (the cosine schedule still spans --unet-steps)")
     ap.add_argument("--unet-max-minutes", type=float, default=0.0, help="safety stop (0 = none); the best EMA checkpoint is kept")
     args = ap.parse_args(argv)
