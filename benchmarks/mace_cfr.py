@@ -8,7 +8,7 @@ attention_head_dim 8, layers_per_block 2, sample_size 64: 16 cross-attention
 blocks, 32 K/V projections) and CLIPTextModel with the ViT-L/14 text config
 (hidden 768, 12 layers, 12 heads, MLP 3072, vocab 49408, 77 positions). The
 tokenizer is the real CLIP BPE vocabulary shipped inside the ``open_clip_torch``
-package (``pip install open_clip_torch``; only its vocabulary file is read),
+package (``pip install -e ".[bench]"``; only its vocabulary file is read),
 else the toy world's tokenizer. Random weights do not change the cost of
 anything measured here.
 
