@@ -3,14 +3,18 @@
     python -m erasekit.toyworld.train --out DIR [--seed 0] [--quick] [--stages ...]
 
 Stages (in order; a later stage loads what earlier ones wrote under DIR):
-  tokenizer  BPE merges over the word list -> DIR/pipeline/tokenizer, DIR/clip
-  clip       mini-CLIP (transformers CLIPModel) trained contrastively on the
-             captions; its text tower, frozen, is the pipeline's text encoder
-  vae        AutoencoderKL 32x32x3 <-> 4x8x8, scaling_factor set from latent std
-  judge      shape(+none)/colour CNN
-  unet       UNet2DConditionModel (epsilon, min-SNR-5, EMA, cfg dropout) on
-             precomputed latents and caption embeddings; the best EMA
-             checkpoint by a judge-scored quick eval is kept.
+  tokenizer     BPE merges over the word list -> DIR/pipeline/tokenizer, DIR/clip
+  clip          mini-CLIP (transformers CLIPModel) trained contrastively on the
+                captions; its text tower, frozen, is the pipeline's text encoder
+  clip_vision   the image tower keeps training against the frozen text tower
+  vae           AutoencoderKL 32x32x3 <-> 4x8x8, scaling_factor set from latent std
+  judge         shape(+none)/colour CNN; "none" = blank, noise, blob, partial,
+                tiny and morph (halfway blends of two shapes) renders
+  unet          UNet2DConditionModel (epsilon, min-SNR-5, EMA, cfg dropout) on
+                precomputed latents and caption embeddings; the final EMA is kept
+                (a judge-scored quick eval is logged every --eval-every steps)
+  unet_balance  warm-restart rounds with colour-only / "a shape" / "" captions
+                over-weighted, so neutral captions draw every shape
 The output layout is DIR/pipeline (diffusers), DIR/clip, DIR/judge.
 """
 
@@ -33,8 +37,8 @@ from .render import COLOURS, NEGATIVE_KINDS, SHAPES, SYNONYMS, all_captions, ren
 from .tokenizer import build_tokenizer_files, load_tokenizer
 
 STAGES = ("tokenizer", "clip", "clip_vision", "vae", "judge", "unet", "unet_balance")
-# The shipped weights: every stage but the optional unet_balance fine-tune, UNet to step 5000.
-DEFAULT_STAGES = ("tokenizer", "clip", "clip_vision", "vae", "judge", "unet")
+# The shipped weights: every stage (UNet to step 5000, then one 5000-step unet_balance round).
+DEFAULT_STAGES = STAGES
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -191,7 +195,13 @@ def stage_clip_vision(out: Path, args) -> None:
     g = torch.Generator().manual_seed(args.seed + 10)
     for step in range(steps):
         b = torch.randint(0, n_img, (bs,), generator=g)
-        ie = F.normalize(_features(model.get_image_features(pixel_values=pix[b])), dim=-1)
+        # the judge's augmentation: generated images are decoded latents, softer and noisier
+        # than renders; without it the tower called blurry crosses and squares "circle"
+        x = pix[b]
+        if torch.rand(1, generator=g).item() < 0.5:
+            x = _blur(x, g)
+        x = x + torch.randn(x.shape, generator=g) * float(torch.empty(1).uniform_(0, 0.15, generator=g))
+        ie = F.normalize(_features(model.get_image_features(pixel_values=x)), dim=-1)
         te = F.normalize(model.text_projection(pooled), dim=-1)
         logits = model.logit_scale.exp().clamp(max=100) * ie @ te.T
         loss = sum(F.cross_entropy(logits[:, gi], tg[b]) for (gi, _), tg in zip(groups, targets, strict=True)) / len(groups)
@@ -459,10 +469,16 @@ def stage_unet(out: Path, args) -> None:
 def _save_pipeline(out: Path, unet) -> None:
     pipe = build_pipeline(out, unet)
     pipe.save_pretrained(out / "pipeline", safe_serialization=True)
+    for cfg in (out / "pipeline").glob("*/config.json"):  # no machine-local paths in shipped files
+        data = json.loads(cfg.read_text())
+        if data.pop("_name_or_path", None) is not None:
+            cfg.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def stage_unet_balance(out: Path, args) -> None:
-    """Annealing phase of the UNet with the neutral captions over-weighted.
+    """Annealing phase of the UNet with the neutral captions over-weighted, in
+    ``--balance-rounds`` rounds (warm restarts: round r re-seeds from ``seed + r``, so
+    it also draws fresh images, and restarts the learning rate and the EMA).
 
     Why: after the main schedule every "a {colour} {shape}" prompt draws the right shape,
     but a colour-only caption ("a green shape") is a quarter of the colour-only share of
@@ -471,6 +487,16 @@ def stage_unet_balance(out: Path, args) -> None:
     classifier-free guidance amplifies it). Fine-tuning on a mix where colour-only, "a
     shape" and "" are common (``--balance-mix``: standard / colour-only / "a shape" /
     "") levels it, while the standard captions keep the named shapes exact."""
+    t0 = time.time()
+    rounds = 1 if args.quick else args.balance_rounds
+    for r in range(rounds):
+        log(f"unet_balance round {r + 1}/{rounds}")
+        _balance_round(out, args, args.seed + r)
+    _write_metrics(out, "unet_balance", {"rounds": rounds, "steps_per_round": 3 if args.quick else args.balance_steps,
+                                         "mix": args.balance_mix, "lr": args.balance_lr, "seconds": round(time.time() - t0, 1)})
+
+
+def _balance_round(out: Path, args, seed: int) -> None:
     from copy import deepcopy
 
     from diffusers import DDPMScheduler, UNet2DConditionModel
@@ -478,7 +504,7 @@ def stage_unet_balance(out: Path, args) -> None:
 
     from .render import sample_caption
 
-    seed_all(args.seed + 11)
+    seed_all(seed + 11)
     t0 = time.time()
     vae = load_vae(out)
     tok = load_tokenizer(out / "pipeline" / "tokenizer")
@@ -488,7 +514,7 @@ def stage_unet_balance(out: Path, args) -> None:
     with torch.no_grad():
         cap_emb = te(tokenize(tok, captions)).last_hidden_state
     n_img = 256 if args.quick else args.balance_images
-    imgs, shapes, colours, _ = render_batch(n_img, seed=args.seed * 1000 + 43)
+    imgs, shapes, colours, _ = render_batch(n_img, seed=seed * 1000 + 43)
     with torch.no_grad():
         lat = torch.cat([vae.encode(to_unit(imgs[i : i + 1000])).latent_dist.mean for i in range(0, n_img, 1000)]) * vae.config.scaling_factor
     unet = UNet2DConditionModel.from_pretrained(out / "pipeline" / "unet", local_files_only=True).train()
@@ -501,8 +527,8 @@ def stage_unet_balance(out: Path, args) -> None:
     bs = 8 if args.quick else args.unet_batch
     opt = torch.optim.AdamW(unet.parameters(), lr=args.balance_lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: max(0.0, 1 - i / steps))
-    g = torch.Generator().manual_seed(args.seed + 12)
-    rng = np.random.default_rng([args.seed, 43])
+    g = torch.Generator().manual_seed(seed + 12)
+    rng = np.random.default_rng([seed, 43])
     mix = np.cumsum([float(x) for x in args.balance_mix.split(",")])
     if len(mix) != 4 or mix[-1] <= 0:
         raise SystemExit("--balance-mix needs four non-negative weights: standard,colour-only,a shape,empty")
@@ -537,7 +563,6 @@ def stage_unet_balance(out: Path, args) -> None:
             el = time.time() - t0
             log(f"unet_balance step {step}/{steps} loss {loss.item():.4f} ({el:.0f}s, {el / (step + 1):.2f}s/step)")
     _save_pipeline(out, ema)
-    _write_metrics(out, "unet_balance", {"steps": steps, "mix": args.balance_mix, "lr": args.balance_lr, "seconds": round(time.time() - t0, 1)})
 
 
 # --------------------------------------------------------------------------- main
@@ -553,7 +578,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="a few steps on a handful of images (smoke test)")
-    ap.add_argument("--stages", default=",".join(DEFAULT_STAGES), help=f"comma list of {STAGES} (default: all but unet_balance)")
+    ap.add_argument("--stages", default=",".join(DEFAULT_STAGES), help=f"comma list of {STAGES} (default: all)")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("ERASEKIT_TOY_THREADS", "1")))
     ap.add_argument("--unet-steps", type=int, default=5000)
     ap.add_argument("--unet-batch", type=int, default=64)
@@ -562,7 +587,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--unet-width", type=int, nargs=3, default=[32, 64, 64])
     ap.add_argument("--ema", type=float, default=0.995)
     ap.add_argument("--eval-every", type=int, default=250)
-    ap.add_argument("--balance-steps", type=int, default=5000)
+    ap.add_argument("--balance-steps", type=int, default=5000, help="steps per unet_balance round")
+    ap.add_argument("--balance-rounds", type=int, default=1)
     ap.add_argument("--balance-lr", type=float, default=2e-4)
     ap.add_argument("--balance-images", type=int, default=40000)
     ap.add_argument("--balance-mix", default="0.40,0.40,0.10,0.10", help="caption mix: standard,colour-only,'a shape',''")
