@@ -374,6 +374,24 @@ def eval_generation(pipe, judge, n_per_prompt: int = 2, guidance: float = 4.0, s
     return res
 
 
+def _denoise_step(unet, ema, opt, sched, noise_sched, weight, z0, emb, g, ema_decay: float) -> torch.Tensor:
+    """One UNet training step (epsilon loss, min-SNR ``weight`` per timestep, grad-clip 1)
+    and the EMA update; the one definition both UNet stages use."""
+    noise = torch.randn(z0.shape, generator=g)
+    t = torch.randint(0, 1000, (z0.shape[0],), generator=g)
+    pred = unet(noise_sched.add_noise(z0, noise, t), t, emb).sample
+    loss = ((pred - noise) ** 2).mean(dim=(1, 2, 3)).mul(weight[t]).mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+    opt.step()
+    sched.step()
+    with torch.no_grad():
+        for pe, p in zip(ema.parameters(), unet.parameters(), strict=True):
+            pe.lerp_(p, 1 - ema_decay)
+    return loss
+
+
 def stage_unet(out: Path, args) -> None:
     from copy import deepcopy
 
@@ -418,21 +436,7 @@ def stage_unet(out: Path, args) -> None:
     for step in range(steps):
         b = torch.randint(0, n_img, (bs,), generator=g)
         ci = torch.tensor([cap_idx[sample_caption(shapes[i], colours[i], rng, p_empty=0.12)] for i in b.tolist()])
-        z0 = lat[b]
-        noise = torch.randn(z0.shape, generator=g)
-        t = torch.randint(0, 1000, (bs,), generator=g)
-        zt = noise_sched.add_noise(z0, noise, t)
-        pred = unet(zt, t, cap_emb[ci]).sample
-        loss = ((pred - noise) ** 2).mean(dim=(1, 2, 3)).mul(weight[t]).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        decay = min(args.ema, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for pe, p in zip(ema.parameters(), unet.parameters(), strict=True):
-                pe.lerp_(p, 1 - decay)
+        loss = _denoise_step(unet, ema, opt, sched, noise_sched, weight, lat[b], cap_emb[ci], g, min(args.ema, (1 + step) / (10 + step)))
         if step % 50 == 0:
             el = time.time() - t0
             log(f"unet step {step}/{steps} loss {loss.item():.4f} lr {sched.get_last_lr()[0]:.2e} ({el:.0f}s, {el / (step + 1):.2f}s/step)")
@@ -546,19 +550,7 @@ def _balance_round(out: Path, args, seed: int) -> None:
             else:
                 caps.append("")
         ci = torch.tensor([cap_idx[c] for c in caps])
-        z0 = lat[b]
-        noise = torch.randn(z0.shape, generator=g)
-        t = torch.randint(0, 1000, (bs,), generator=g)
-        pred = unet(noise_sched.add_noise(z0, noise, t), t, cap_emb[ci]).sample
-        loss = ((pred - noise) ** 2).mean(dim=(1, 2, 3)).mul(weight[t]).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        with torch.no_grad():
-            for pe, p in zip(ema.parameters(), unet.parameters(), strict=True):
-                pe.lerp_(p, 1 - args.ema)
+        loss = _denoise_step(unet, ema, opt, sched, noise_sched, weight, lat[b], cap_emb[ci], g, args.ema)
         if step % 100 == 0 or step == steps - 1:
             el = time.time() - t0
             log(f"unet_balance step {step}/{steps} loss {loss.item():.4f} ({el:.0f}s, {el / (step + 1):.2f}s/step)")
