@@ -23,7 +23,7 @@ from typing import Any
 from erasekit import __version__
 from erasekit.config import ResolvedMetric, ResolvedRun
 from erasekit.errors import ConfigError
-from erasekit.generation.request import GeneratedImage, ImageRequest, SamplerSettings
+from erasekit.generation.request import GeneratedImage, ImageRequest
 from erasekit.metrics.base import Metric, MetricContext, MetricResult
 from erasekit.report.io import atomic_write_json, atomic_write_jsonl
 from erasekit.versions import library_versions
@@ -114,7 +114,7 @@ class Runner:
         import torch
 
         from erasekit.generation.cache import ImageCache
-        from erasekit.generation.engine import ImageGenerator
+        from erasekit.generation.engine import ImageGenerator, sampler_settings
         self.out.mkdir(parents=True, exist_ok=True)
         norm = run.normalised()
         self.report = {
@@ -150,15 +150,8 @@ class Runner:
             base_fingerprint=base_fp, fingerprint=fingerprint, dtype=str(pipe.unet.dtype).replace("torch.", "")
         )
         defaults = sampler_defaults(tconf.model_id)
-        sampler = SamplerSettings(
-            num_inference_steps=norm["technique"]["config"]["num_inference_steps"],
-            guidance_scale=float(norm["technique"]["config"]["guidance_scale"]),
-            height=defaults.height,
-            width=defaults.width,
-            scheduler=type(pipe.scheduler).__name__,
-            dtype=str(pipe.unet.dtype).replace("torch.", ""),
-            device=pipe.device.type,
-        )
+        sampler = sampler_settings(pipe, norm["technique"]["config"]["num_inference_steps"],
+                                   norm["technique"]["config"]["guidance_scale"], defaults.height, defaults.width)
         self.report["sampler"] = sampler.__dict__.copy()
         cache = ImageCache(run.cache_dir)
         pool = _detector_pool(device)

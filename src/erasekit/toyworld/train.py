@@ -374,6 +374,34 @@ def eval_generation(pipe, judge, n_per_prompt: int = 2, guidance: float = 4.0, s
     return res
 
 
+def _unet_training_data(out: Path, n_img: int, render_seed: int):
+    """What both UNet stages train on: the frozen text encoder's embedding of every caption
+    (indexed by caption) and the VAE latents (posterior means, scaled) of ``n_img`` renders."""
+    from transformers import CLIPTextModel
+
+    vae = load_vae(out)
+    tok = load_tokenizer(out / "pipeline" / "tokenizer")
+    te = CLIPTextModel.from_pretrained(out / "pipeline" / "text_encoder", local_files_only=True).eval()
+    captions = all_captions(include_empty=True)
+    with torch.no_grad():
+        cap_emb = te(tokenize(tok, captions)).last_hidden_state  # (n_captions, max_length, 256)
+    imgs, shapes, colours, _ = render_batch(n_img, seed=render_seed)
+    with torch.no_grad():
+        lat = torch.cat([vae.encode(to_unit(imgs[i : i + 1000])).latent_dist.mean for i in range(0, n_img, 1000)]) * vae.config.scaling_factor
+    return {c: i for i, c in enumerate(captions)}, cap_emb, lat, shapes, colours
+
+
+def _noise_schedule():
+    """The training noise schedule (the pipeline's DDIM betas) and min-SNR-5 loss weights
+    per timestep (epsilon prediction)."""
+    from diffusers import DDPMScheduler
+
+    noise_sched = DDPMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items() if k != "set_alpha_to_one"})
+    ac = noise_sched.alphas_cumprod
+    snr = ac / (1 - ac)
+    return noise_sched, torch.clamp(snr, max=5.0) / snr
+
+
 def _denoise_step(unet, ema, opt, sched, noise_sched, weight, z0, emb, g, ema_decay: float) -> torch.Tensor:
     """One UNet training step (epsilon loss, min-SNR ``weight`` per timestep, grad-clip 1)
     and the EMA update; the one definition both UNet stages use."""
@@ -395,35 +423,18 @@ def _denoise_step(unet, ema, opt, sched, noise_sched, weight, z0, emb, g, ema_de
 def stage_unet(out: Path, args) -> None:
     from copy import deepcopy
 
-    from diffusers import DDPMScheduler
-    from transformers import CLIPTextModel
-
     seed_all(args.seed + 7)
     t0 = time.time()
-    vae = load_vae(out)
-    sf = vae.config.scaling_factor
-    tok = load_tokenizer(out / "pipeline" / "tokenizer")
-    te = CLIPTextModel.from_pretrained(out / "pipeline" / "text_encoder", local_files_only=True).eval()
-    captions = all_captions(include_empty=True)
-    cap_idx = {c: i for i, c in enumerate(captions)}
-    with torch.no_grad():
-        cap_emb = te(tokenize(tok, captions)).last_hidden_state  # (n_captions, 77, 256), frozen
     n_img = 256 if args.quick else args.unet_images
-    imgs, shapes, colours, _ = render_batch(n_img, seed=args.seed * 1000 + 41)
-    with torch.no_grad():
-        x = to_unit(imgs)
-        lat = torch.cat([vae.encode(x[i : i + 1000]).latent_dist.mean for i in range(0, n_img, 1000)]) * sf
-    log(f"unet: {n_img} latents {tuple(lat.shape[1:])} std {lat.std().item():.3f}, {len(captions)} caption embeddings ({time.time() - t0:.0f}s)")
+    cap_idx, cap_emb, lat, shapes, colours = _unet_training_data(out, n_img, args.seed * 1000 + 41)
+    log(f"unet: {n_img} latents {tuple(lat.shape[1:])} std {lat.std().item():.3f}, {len(cap_idx)} caption embeddings ({time.time() - t0:.0f}s)")
     rng = np.random.default_rng([args.seed, 42])
     from .render import sample_caption
 
     unet = unet_model(tuple(args.unet_width)).train()
     ema = deepcopy(unet).eval().requires_grad_(False)
     log(f"unet params {sum(p.numel() for p in unet.parameters()) / 1e6:.2f}M")
-    noise_sched = DDPMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items() if k not in ("set_alpha_to_one",)})
-    ac = noise_sched.alphas_cumprod
-    snr = ac / (1 - ac)
-    weight = torch.clamp(snr, max=5.0) / snr  # min-SNR-5 for epsilon prediction
+    noise_sched, weight = _noise_schedule()
     steps = 3 if args.quick else args.unet_steps
     bs = 8 if args.quick else args.unet_batch
     opt = torch.optim.AdamW(unet.parameters(), lr=args.unet_lr, weight_decay=0.01)
@@ -503,30 +514,17 @@ def stage_unet_balance(out: Path, args) -> None:
 def _balance_round(out: Path, args, seed: int) -> None:
     from copy import deepcopy
 
-    from diffusers import DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextModel
+    from diffusers import UNet2DConditionModel
 
     from .render import sample_caption
 
     seed_all(seed + 11)
     t0 = time.time()
-    vae = load_vae(out)
-    tok = load_tokenizer(out / "pipeline" / "tokenizer")
-    te = CLIPTextModel.from_pretrained(out / "pipeline" / "text_encoder", local_files_only=True).eval()
-    captions = all_captions(include_empty=True)
-    cap_idx = {c: i for i, c in enumerate(captions)}
-    with torch.no_grad():
-        cap_emb = te(tokenize(tok, captions)).last_hidden_state
     n_img = 256 if args.quick else args.balance_images
-    imgs, shapes, colours, _ = render_batch(n_img, seed=seed * 1000 + 43)
-    with torch.no_grad():
-        lat = torch.cat([vae.encode(to_unit(imgs[i : i + 1000])).latent_dist.mean for i in range(0, n_img, 1000)]) * vae.config.scaling_factor
+    cap_idx, cap_emb, lat, shapes, colours = _unet_training_data(out, n_img, seed * 1000 + 43)
     unet = UNet2DConditionModel.from_pretrained(out / "pipeline" / "unet", local_files_only=True).train()
     ema = deepcopy(unet).eval().requires_grad_(False)
-    noise_sched = DDPMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items() if k != "set_alpha_to_one"})
-    ac = noise_sched.alphas_cumprod
-    snr = ac / (1 - ac)
-    weight = torch.clamp(snr, max=5.0) / snr
+    noise_sched, weight = _noise_schedule()
     steps = 3 if args.quick else args.balance_steps
     bs = 8 if args.quick else args.unet_batch
     opt = torch.optim.AdamW(unet.parameters(), lr=args.balance_lr, weight_decay=0.01)
