@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from erasekit.errors import ConfigError
 from erasekit.registry import METRICS, TECHNIQUES, load_builtins
+from erasekit.utils.canonical import canonical_json
 
 DEFAULT_MODEL_ID = "CompVis/stable-diffusion-v1-4"
 TOY_MODEL_ID = "toy"
@@ -161,10 +162,6 @@ class ResolvedRun:
         for k in ("output_dir", "cache_dir", "batch_size"):
             norm.pop(k, None)
         return hashlib.sha256(canonical_json(norm).encode()).hexdigest()[:16]
-
-
-def canonical_json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
 
 
 # ---------------------------------------------------------------- errors

@@ -25,7 +25,7 @@ from erasekit.config import ResolvedMetric, ResolvedRun
 from erasekit.errors import ConfigError
 from erasekit.generation.request import GeneratedImage, ImageRequest
 from erasekit.metrics.base import Metric, MetricContext, MetricResult
-from erasekit.report.io import atomic_write_json, atomic_write_jsonl
+from erasekit.utils.atomic_io import atomic_write_json, atomic_write_jsonl
 from erasekit.versions import library_versions
 
 log = logging.getLogger("erasekit")

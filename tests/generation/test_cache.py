@@ -171,7 +171,7 @@ def test_sweep_tmp_removes_dead_writers_only(tmp_path):
     key = ImageCache.key("fp", REQ, SAMPLER, 0)
     cache.put(key, _img(), {})
     folder = cache.path(key).parent
-    from erasekit.report.io import HOST as _HOST
+    from erasekit.utils.atomic_io import HOST as _HOST
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
     dead_pid = int(dead.stdout)

@@ -29,8 +29,8 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from erasekit.config import canonical_json
-from erasekit.report.io import atomic_write_json
+from erasekit.utils.atomic_io import atomic_write_json
+from erasekit.utils.canonical import canonical_json
 
 log = logging.getLogger(__name__)
 

@@ -31,9 +31,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from erasekit.config import canonical_json
 from erasekit.generation.request import ImageRequest, SamplerSettings
-from erasekit.report.io import HOST, TMP_SUFFIX, atomic_write_bytes, fsync_dir, tmp_name_owner
+from erasekit.utils.atomic_io import HOST, TMP_SUFFIX, atomic_write_bytes, fsync_dir, tmp_name_owner
+from erasekit.utils.canonical import canonical_json
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -65,6 +65,7 @@ from erasekit.metrics._frechet import (
 )
 from erasekit.metrics.base import Metric, MetricResult, image_record
 from erasekit.registry import METRICS
+from erasekit.utils.hashing import folder_digest, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -99,31 +100,6 @@ def extractor_kind(config: FidConfig, is_toy: bool) -> str:
 
 _LOCK = threading.Lock()
 _INCEPTIONS: dict[tuple[str, str], Any] = {}
-_DIGESTS: dict[tuple[str, int, float], str] = {}
-
-
-def file_sha256(path: Path) -> str:
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime)
-    if key not in _DIGESTS:
-        h = hashlib.sha256()
-        with path.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        _DIGESTS[key] = h.hexdigest()
-    return _DIGESTS[key]
-
-
-def folder_digest(folder: Path) -> str:
-    """Identity of a model folder: names, sizes and contents of its files."""
-    h = hashlib.sha256()
-    for f in sorted(folder.rglob("*")):
-        if f.is_file():
-            h.update(str(f.relative_to(folder)).encode())
-            h.update(file_sha256(f).encode())
-    return h.hexdigest()
-
-
 def find_inception_weights(configured: str | None, field: str) -> Path:
     """The Inception weights file: the configured path, else torch-fidelity's file in the torch hub cache."""
     if configured:
@@ -161,7 +137,7 @@ def load_inception(weights: Path, device: str = "cpu", field: str = "inception_w
         raise ModelNotFoundError(
             "the standard FID network needs torch-fidelity: `pip install torch-fidelity` (or `pip install erasekit[fid]`)"
         ) from None
-    digest = file_sha256(weights)
+    digest = sha256_file(weights)
     key = (digest, str(device))
     with _LOCK:
         if key in _INCEPTIONS:
@@ -331,7 +307,7 @@ class Fid(Metric):
         if self._kind == "inception":
             device = _device(self.ctx, cfg)
             net = load_inception(self._weights, device, f"{self._path}.inception_weights_path")
-            sha = file_sha256(self._weights)
+            sha = sha256_file(self._weights)
             info = {"name": "inception", "network": "torch-fidelity FeatureExtractorInceptionV3 (TF-compatible)",
                     "layer": "pool3 (2048)", "resize": "TF1 bilinear to 299x299 (torch-fidelity)",
                     "weights_path": str(self._weights), "weights_sha256": sha, "dim": INCEPTION_DIM}

@@ -12,13 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from erasekit.errors import ConfigError, ModelNotFoundError
+from erasekit.utils.hashing import folder_digest
 
 log = logging.getLogger(__name__)
 
@@ -105,24 +105,6 @@ def local_model_dir(model_id: str) -> Path:
         ) from None
 
 
-def _hash_files(folder: Path) -> str:
-    h = hashlib.sha256()
-    for f in sorted(folder.rglob("*")):
-        if f.is_file() and not f.name.startswith("."):
-            h.update(str(f.relative_to(folder)).encode())
-            st = f.stat()
-            if st.st_size > 64 * 2**20:
-                # large weight files: hash size + head + tail (full hashing of GBs is minutes)
-                with f.open("rb") as fh:
-                    h.update(str(st.st_size).encode())
-                    h.update(fh.read(2**20))
-                    fh.seek(-(2**20), os.SEEK_END)
-                    h.update(fh.read())
-            else:
-                h.update(f.read_bytes())
-    return h.hexdigest()
-
-
 @lru_cache(maxsize=16)
 def base_fingerprint(model_id: str) -> str:
     """Identity of the unedited base weights (16 hex chars)."""
@@ -130,7 +112,7 @@ def base_fingerprint(model_id: str) -> str:
     if model_id != TOY_MODEL_ID and not Path(model_id).is_dir():
         ident = f"hub:{model_id}@{folder.name}"  # snapshot folder name is the commit hash
     else:
-        ident = f"files:{_hash_files(folder)}"
+        ident = f"files:{folder_digest(folder)}"
     return hashlib.sha256(ident.encode()).hexdigest()[:16]
 
 

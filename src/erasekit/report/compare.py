@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from erasekit.report.io import read_json
+from erasekit.utils.atomic_io import read_json
 
 # name → (source, higher_is_better); source "value" or a details key of ua_ira
 SAFETY: dict[str, tuple[str, str, bool]] = {

@@ -13,7 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from erasekit.report.io import atomic_write_text, read_json, read_jsonl
+from erasekit.utils.atomic_io import atomic_write_text, read_json, read_jsonl
 
 MAX_IMAGES_PER_METRIC = 24
 PROTOCOL_KEYS = ("preset", "detector", "threshold", "clip_model", "feature_extractor", "vqa_model", "n_images", "n", "images_per_prompt")

@@ -17,27 +17,12 @@ from typing import Any
 import torch
 
 from erasekit.errors import TechniqueError
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(2**22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-_FILE_HASHES: dict[tuple[str, int, int], str] = {}
+from erasekit.utils.hashing import sha256_file
 
 
 def checkpoint_sha256(path: str | Path) -> str:
-    """sha256 of a checkpoint file, memoised per (path, size, mtime) within the process."""
-    p = Path(path).expanduser().resolve()
-    st = p.stat()
-    key = (str(p), st.st_size, st.st_mtime_ns)
-    if key not in _FILE_HASHES:
-        _FILE_HASHES[key] = _sha256_file(p)
-    return _FILE_HASHES[key]
+    """sha256 of a checkpoint file (memoised per path, size and mtime within the process)."""
+    return sha256_file(path)
 
 
 def sidecar_path(checkpoint: str | Path) -> Path:

@@ -11,7 +11,8 @@ import hashlib
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
-from erasekit.config import TechniqueConfig, canonical_json
+from erasekit.config import TechniqueConfig
+from erasekit.utils.canonical import canonical_json
 
 # Fields that say where files go or come from, not what the weights are.
 NON_SEMANTIC_FIELDS: frozenset[str] = frozenset({"save_path", "load_path"})

@@ -47,7 +47,6 @@ from pydantic import Field, field_validator
 from erasekit.config import TechniqueConfig
 from erasekit.errors import ConfigError, TechniqueError
 from erasekit.registry import TECHNIQUES
-from erasekit.report.io import atomic_write
 from erasekit.techniques._cfr import (
     Grams,
     align_positions,
@@ -66,6 +65,7 @@ from erasekit.techniques._checkpoint import (
 )
 from erasekit.techniques._prior import GENERIC_CAPTIONS, captions_digest, read_caption_file
 from erasekit.techniques.base import NON_SEMANTIC_FIELDS, Technique
+from erasekit.utils.atomic_io import atomic_write
 
 log = logging.getLogger(__name__)
 

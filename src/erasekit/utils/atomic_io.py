@@ -1,4 +1,4 @@
-"""Atomic file writes: a crash or kill -9 never leaves a half-written report or image."""
+"""Atomic file writes and JSON I/O: a crash or kill -9 never leaves a half-written report, image or checkpoint."""
 
 from __future__ import annotations
 
