@@ -21,7 +21,7 @@ on the same encodings:
   solve → W·R for the 32 projections (``erasekit.techniques.mace``);
 * reference: the per-layer formulation of the official MACE code — for every
   layer project the targets through that layer, accumulate that layer's two
-  Grams, solve (``erasekit.techniques._cfr.reference_refine``; float64 too, so
+  Grams, solve (``erasekit.techniques.closed_form.reference_refine``; float64 too, so
   the weight difference measures the algebra, not the precision).
 
 Reported per N: seconds of text encoding / our edit / the reference edit, the
@@ -141,7 +141,7 @@ class PeakRSS:
 
 
 def run(n_concepts: int, n_templates: int, unet, text, tok) -> dict:
-    from erasekit.techniques._cfr import apply_refinement, cross_attention_kv, reference_refine
+    from erasekit.techniques.closed_form import apply_refinement, cross_attention_kv, reference_refine
     from erasekit.techniques.mace import (
         DEFAULT_TEMPLATES,
         MACEConfig,

@@ -14,24 +14,69 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from erasekit.errors import ConfigError
 from erasekit.registry import METRICS, TECHNIQUES, load_builtins
 from erasekit.utils.canonical import canonical_json
 
+if TYPE_CHECKING:
+    from erasekit.world import World
+
 DEFAULT_MODEL_ID = "CompVis/stable-diffusion-v1-4"
-TOY_MODEL_ID = "toy"
 _DEVICE_PREFIXES = ("cpu", "cuda", "mps", "auto", "xpu")
 
 
 class StrictModel(BaseModel):
-    """Base for every config model: unknown keys are errors, defaults are validated."""
+    """Base for every config model: unknown keys are errors, defaults are validated.
+
+    ``key_aliases`` (merged along the class hierarchy) maps an accepted old or foreign name to
+    the canonical key (``"concept_name": "concept"``), or to a key of a nested block
+    (``"steps": "attack.steps"``). The alias is renamed before validation, so the normalised
+    config in report.json always shows the canonical name; giving both is an error.
+    """
 
     model_config = ConfigDict(extra="forbid", validate_default=True, frozen=False)
+    key_aliases: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def all_key_aliases(cls) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for klass in reversed(cls.__mro__):
+            out.update(klass.__dict__.get("key_aliases", {}))
+        return out
+
+    @model_validator(mode="before")
+    @classmethod
+    def _canonical_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        aliases = cls.all_key_aliases()
+        if not any(isinstance(k, str) and k in aliases for k in data):
+            return data
+        data = dict(data)
+        for alias, canon in aliases.items():
+            if alias not in data:
+                continue
+            value = data.pop(alias)
+            head, _, rest = canon.partition(".")
+            if not rest:
+                if canon in data:
+                    raise ValueError(f"'{alias}' is another name for '{canon}' and both are set; keep '{canon}'")
+                data[canon] = value
+                continue
+            block = data.get(head)
+            if block is None:
+                block = {}
+            elif not isinstance(block, dict):
+                raise ValueError(f"'{head}' must be a mapping (the '{alias}' key belongs in it)")
+            if rest in block:
+                raise ValueError(f"'{alias}' is another name for '{canon}' and both are set; keep '{canon}'")
+            data[head] = {**block, rest: value}
+        return data
 
 
 def _check_device(v: str) -> str:
@@ -57,13 +102,9 @@ class TechniqueConfig(StrictModel):
 
     _validate_device = field_validator("device")(classmethod(lambda cls, v: _check_device(v)))
 
-    @property
-    def is_toy(self) -> bool:
-        return self.model_id == TOY_MODEL_ID
-
 
 class MetricConfig(StrictModel):
-    """Fields every metric shares."""
+    """Fields every metric shares (the shared blocks for the rest are in :mod:`erasekit.metrics.fields`)."""
 
     device: str = Field("auto", description="where detectors / feature nets run")
     preset: str | None = Field(None, description="a named evaluation protocol (see `erasekit list`)")
@@ -122,6 +163,13 @@ class ResolvedRun:
     @property
     def output_dir(self) -> Path:
         return Path(self.raw.output_dir)
+
+    @property
+    def world(self) -> World:
+        """The world of the run's model (vocabulary, default prompt sets, judges)."""
+        from erasekit.world import world_for
+
+        return world_for(self.technique_config.model_id)
 
     @property
     def cache_dir(self) -> Path:

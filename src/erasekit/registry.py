@@ -45,6 +45,8 @@ class Registry(Generic[T]):
             self._entries[key] = Entry(name=key, obj=obj, description=doc, aliases=tuple(a.lower() for a in aliases))
             for alias in aliases:
                 self._aliases[alias.lower()] = key
+            if isinstance(obj, type):
+                obj.registry_name = key  # type: ignore[attr-defined]  # the name reports and tables use
             return obj
 
         return deco
@@ -102,3 +104,20 @@ def load_builtins() -> None:
     import erasekit.detectors  # noqa: F401
     import erasekit.metrics  # noqa: F401
     import erasekit.techniques  # noqa: F401
+
+
+def import_package_modules(package: str, skip: tuple[str, ...] = ()) -> list[str]:
+    """Import every module of ``package`` (a built-in component package), so that a new
+    technique or metric is one new file: its decorator registers it, no list to edit.
+
+    Only modules shipped inside erasekit's own package folders are imported (never a name
+    taken from a config). Returns the imported module names, sorted.
+    """
+    import importlib
+    import pkgutil
+
+    pkg = importlib.import_module(package)
+    names = sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.ispkg and m.name not in skip)
+    for name in names:
+        importlib.import_module(f"{package}.{name}")
+    return names

@@ -25,6 +25,18 @@ from erasekit.config import ResolvedMetric, ResolvedRun
 from erasekit.errors import ConfigError
 from erasekit.generation.request import GeneratedImage, ImageRequest
 from erasekit.metrics.base import Metric, MetricContext, MetricResult
+from erasekit.report.schema import (
+    ImagesInfo,
+    MetricEntry,
+    ModelInfo,
+    Paths,
+    Report,
+    Seeds,
+    TechniqueInfo,
+    class_describe,
+    entry_json,
+    report_json,
+)
 from erasekit.utils.atomic_io import atomic_write_json, atomic_write_jsonl
 from erasekit.versions import library_versions
 
@@ -80,9 +92,16 @@ class Runner:
         log.info(msg)
 
     def _save(self) -> None:
+        """Write report.json, validated against :class:`erasekit.report.schema.Report`
+        (same keys as the dict; a dict the schema rejects is still written, with a warning)."""
         if not self.dist.is_main:
             return
-        atomic_write_json(self.out / REPORT_NAME, self.report)
+        try:
+            payload: Any = report_json(self.report)
+        except Exception:  # noqa: BLE001 - a schema problem must never cost the numbers
+            log.warning("report.json does not match the report schema; writing it as is", exc_info=True)
+            payload = self.report
+        atomic_write_json(self.out / REPORT_NAME, payload)
 
     def _save_records(self) -> None:
         if not self.dist.is_main:
@@ -117,24 +136,24 @@ class Runner:
         from erasekit.generation.engine import ImageGenerator, sampler_settings
         self.out.mkdir(parents=True, exist_ok=True)
         norm = run.normalised()
-        self.report = {
-            "erasekit_version": __version__,
-            "run_id": run.run_id(),
-            "status": "running",
-            "started_at": _now(),
-            "finished_at": None,
-            "config": norm,
-            "paths": {"output_dir": str(self.out.resolve()), "cache_dir": str(run.cache_dir.resolve())},
-            "model": {"id": tconf.model_id, "base_fingerprint": None, "fingerprint": None, "device": device},
-            "technique": {"name": run.technique_name, "status": "pending", "seconds": None, "details": {}},
-            "seeds": {"run_seed": run.raw.seed, "image_seed_rule": "request seed when run seed is 0, else sha256(run seed, request seed)"},
-            "sampler": {},
-            "images": {"requested": 0, "unique": 0, "generated": 0, "reused": 0},
-            "metrics": {m.key: {"name": m.name, "status": "pending", "value": None, "details": {}, "seconds": None} for m in run.metrics},
-            "timings": {},
-            "versions": library_versions(),
-            "distributed": {"world_size": self.dist.world},
-        }
+        self.report = Report(
+            erasekit_version=__version__,
+            run_id=run.run_id(),
+            status="running",
+            started_at=_now(),
+            finished_at=None,
+            config=norm,
+            paths=Paths(output_dir=str(self.out.resolve()), cache_dir=str(run.cache_dir.resolve())),
+            model=ModelInfo(id=tconf.model_id, base_fingerprint=None, fingerprint=None, device=device),
+            technique=TechniqueInfo(name=run.technique_name, status="pending", seconds=None, details={}),
+            seeds=Seeds(run_seed=run.raw.seed, image_seed_rule="request seed when run seed is 0, else sha256(run seed, request seed)"),
+            sampler={},
+            images=ImagesInfo(requested=0, unique=0, generated=0, reused=0),
+            metrics={m.key: _pending_entry(m) for m in run.metrics},
+            timings={},
+            versions=library_versions(),
+            distributed={"world_size": self.dist.world},
+        ).to_json_dict()
         self._save()
         t_start = time.perf_counter()
         torch.manual_seed(run.raw.seed)
@@ -204,7 +223,7 @@ class Runner:
             ctx = MetricContext(run=self.run, pipe=pipe, model_fingerprint=variant.fingerprint, detectors=pool,
                                 cache_dir=self.run.cache_dir, variant=variant.name, log=log)
             try:
-                metric = m.cls(m.config, ctx)
+                metric = m.cls.create(m.config, ctx, f"{m.path}.config")
                 variant.metrics[m.key] = metric
                 metric.prepare(self.dist.rank, self.dist.world)
             except Exception as exc:  # noqa: BLE001
@@ -289,7 +308,11 @@ class Runner:
         entry["seconds"] = round(time.perf_counter() - t0, 3)
         self.records[m.key] = rows
         metric_dir = self.out / "metrics"
-        atomic_write_json(metric_dir / f"{m.key}.json", {"name": m.name, **entry})
+        try:
+            metric_json: Any = entry_json({"name": m.name, **entry})
+        except Exception:  # noqa: BLE001 - as in _save: never lose a result over the schema
+            metric_json = {"name": m.name, **entry}
+        atomic_write_json(metric_dir / f"{m.key}.json", metric_json)
         atomic_write_jsonl(metric_dir / f"{m.key}.records.jsonl", rows)
         self._save_records()
         self._save()
@@ -314,6 +337,18 @@ class Runner:
         except Exception:  # noqa: BLE001 - the HTML view must never cost the numbers
             log.warning("could not write report.html", exc_info=True)
         return RunOutcome(self.report, code, self.out)
+
+
+def _pending_entry(m: ResolvedMetric) -> MetricEntry:
+    """A metric's entry before it is scored, with its declared meaning (``Metric.describe()``:
+    direction, group, BenchScore entries) so report readers never need its name. A metric
+    class that does not declare them still runs; its entry just lacks those keys."""
+    declared = {k: v for k, v in class_describe(m.cls).items() if k in ("higher_is_better", "group", "benchscore")}
+    try:
+        return MetricEntry(name=m.name, status="pending", value=None, details={}, seconds=None, **declared)
+    except Exception:  # noqa: BLE001 - a malformed declaration must not stop the run
+        log.warning("metric %s: could not record its declared direction/group", m.key, exc_info=True)
+        return MetricEntry(name=m.name, status="pending", value=None, details={}, seconds=None)
 
 
 def _detector_pool(device: str) -> Any:

@@ -20,8 +20,9 @@ from erasekit.attacks import (
     text_encoder_fingerprint,
 )
 from erasekit.attacks.mma import MMA_SENSITIVE_WORDS, Vocabulary, token_text
+from erasekit.toyworld.world import ToyWorld
 
-SMALL = AttackSettings(n_tokens=8, steps=6, topk=16, batch=32, seed=0)
+SMALL = AttackSettings(n_tokens=8, steps=6, topk=16, batch_size=32, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +69,8 @@ def test_token_text_decodes_word_ends_and_rejects_non_ascii() -> None:
 
 
 def test_banned_words_for_toy_nudity_and_extra() -> None:
-    assert banned_words_for(["circle"], toy=True) == ["circle", "disc"]
-    assert banned_words_for(["disc"], toy=True) == ["disc", "circle"]
+    assert banned_words_for(["circle"], synonyms=ToyWorld().synonyms) == ["circle", "disc"]
+    assert banned_words_for(["disc"], synonyms=ToyWorld().synonyms) == ["disc", "circle"]
     words = banned_words_for(["nudity", "naked"], extra=["Topless "], nudity=True)
     assert words[:2] == ["nudity", "naked"] and "topless" in words
     assert all(w in words for w in MMA_SENSITIVE_WORDS)
@@ -135,7 +136,7 @@ def test_too_many_tokens_for_the_encoder_is_a_clear_error(tiny_sd_dir) -> None:
     with pytest.raises(ValueError, match="at most 14"):
         MMAAttack(te, tok, AttackSettings(n_tokens=20), progress=False)
     # the SD-layout tiny encoder (16 positions, eos_token_id 1) attacks fine with 14 tokens
-    res = MMAAttack(te, tok, AttackSettings(n_tokens=14, steps=3, topk=8, batch=16), banned=["cat"], progress=False).search("a cat")
+    res = MMAAttack(te, tok, AttackSettings(n_tokens=14, steps=3, topk=8, batch_size=16), banned=["cat"], progress=False).search("a cat")
     assert "cat" not in res.prompt and len(res.token_ids) == 14
 
 
@@ -258,7 +259,7 @@ def test_sd_tokenizer_and_legacy_eos_pooling(tmp_path: Path) -> None:
                                       num_attention_heads=4, max_position_embeddings=77, bos_token_id=0, eos_token_id=2,
                                       pad_token_id=1)).eval()
     banned = banned_words_for(["nudity"], nudity=True)
-    attack = MMAAttack(te, tok, AttackSettings(n_tokens=20, steps=3, topk=32, batch=48), banned=banned, progress=False)
+    attack = MMAAttack(te, tok, AttackSettings(n_tokens=20, steps=3, topk=32, batch_size=48), banned=banned, progress=False)
     assert attack.vocab.n_banned_tokens > 1000  # MMA's fragments ("na", "ke", "ak") ban a large share of the vocabulary
     assert all(not any(b in t.lower() for b in banned) for t in attack.vocab.text.values())
     res = attack.search("a photo of a naked woman")

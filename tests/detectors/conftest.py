@@ -3,6 +3,7 @@
 They exercise the real loading and inference code (transformers CLIPModel,
 BlipForQuestionAnswering, the toy judge class) without trained weights; tests
 that need trained behaviour use the shipped toy world and skip until it exists.
+The random mini-CLIP (``tiny_clip_dir``) is shared with the metric tests: tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -15,14 +16,6 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random mini-CLIP-shaped CLIPModel + CLIPProcessor folder (the toy architecture, untrained)."""
-    from tiny_sd import build_tiny_clip
-
-    return build_tiny_clip(tmp_path_factory.mktemp("tiny_clip") / "clip")
 
 
 @pytest.fixture(scope="session")

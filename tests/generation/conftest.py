@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tiny_pipe import GUIDANCE, STEPS, build_tiny_pipeline  # noqa: E402
+from support.tiny_models import GUIDANCE, STEPS, build_tiny_pipeline  # noqa: E402
 
 from erasekit.generation import ImageCache, ImageGenerator, sampler_settings  # noqa: E402
 

@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 from PIL import Image
-from tiny_pipe import GUIDANCE, STEPS
+from support.tiny_models import GUIDANCE, STEPS
 
 from erasekit.generation import ImageRequest, image_seed, sampler_settings
 

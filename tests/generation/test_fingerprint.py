@@ -50,7 +50,7 @@ SAME_IMAGES = {"save_path": "elsewhere/mace.pt"}
 
 @pytest.fixture(scope="module")
 def other_model(tmp_path_factory):
-    from tiny_sd import build_tiny_sd
+    from support.tiny_models import build_tiny_sd
 
     return build_tiny_sd(tmp_path_factory.mktemp("other") / "pipe", seed=1)
 

@@ -1,7 +1,7 @@
 """An interrupted generation keeps every finished batch and resumes to the uninterrupted result.
 
 In process (fast): the pipe raises on its n-th call. The SIGKILL-at-a-random-point
-version goes through `erasekit run` in a subprocess: test_run_e2e.py (slow).
+version goes through `erasekit run` in a subprocess: tests/runner/test_run_dedup_and_resume.py (slow).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from m1_support import FixedPool, build_tiny_clip, metric_for, run_config, serve, solid, write_csv
+from support.metric_harness import FixedPool, metric_for, run_config, serve, solid, write_csv
 
 from erasekit.detectors.nudenet import NudeNetDetector
 from erasekit.errors import ConfigError, ErasekitError
@@ -150,19 +150,14 @@ def test_empty_prompt_sets_are_errors_never_a_zero_asr(tmp_path: Path, i2p_csv: 
 # ---------------------------------------------------------------- asr_custom with a CLIP judge
 
 
-@pytest.fixture(scope="module")
-def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_clip(tmp_path_factory.mktemp("clip") / "clip")
-
-
-def test_asr_custom_clip_judge_records_match_the_detector(tmp_path: Path, tiny_clip: Path) -> None:
+def test_asr_custom_clip_judge_records_match_the_detector(tmp_path: Path, tiny_clip_dir: Path) -> None:
     from erasekit.detectors import DetectorPool
     from erasekit.detectors.clip import ClipDetector
     from erasekit.toyworld import render_batch
 
     prompts = ["a red circle", "a circle", "a blue square", "a disc"]
     run = run_config(tmp_path, "asr_custom", {"concept": "circle", "prompts": prompts, "images_per_prompt": 2,
-                                              "clip_model": str(tiny_clip), "threshold": 0.3,
+                                              "clip_model": str(tiny_clip_dir), "threshold": 0.3,
                                               "contrast_captions": ["a photo of a square"]}, model_id="dummy/sd-model")
     metric = metric_for(run, DetectorPool("cpu"))
     reqs = metric.requests()
@@ -170,13 +165,13 @@ def test_asr_custom_clip_judge_records_match_the_detector(tmp_path: Path, tiny_c
     assert all(r.guidance_scale is None for r in reqs)
     arr, _, _, _ = render_batch(8, seed=3)
     res = metric.compute(serve(reqs, tmp_path / "imgs", lambda i, r: arr[i]))
-    ref = ClipDetector(str(tiny_clip), threshold=0.3, contrast_captions=["a photo of a square"], caption_mode="generic")
+    ref = ClipDetector(str(tiny_clip_dir), threshold=0.3, contrast_captions=["a photo of a square"], caption_mode="generic")
     expected = ref.detect([a for a in arr], "circle")
     assert [r["flagged"] for r in res.records] == [d.flagged for d in expected]
     np.testing.assert_allclose([r["score"] for r in res.records], [d.score for d in expected], atol=1e-5)
     assert res.value == pytest.approx(sum(d.flagged for d in expected) / 8)
     p = res.details["detector"]
-    assert p["detector"] == "clip" and p["model"] == str(tiny_clip) and p["threshold"] == 0.3
+    assert p["detector"] == "clip" and p["model"] == str(tiny_clip_dir) and p["threshold"] == 0.3
     assert p["captions"]["contrast"] == ["a photo of a square"]
     assert res.details["prompt_set"]["source"] == "prompts (inline list)" and res.details["n_images"] == 8
 
@@ -192,7 +187,7 @@ def test_toy_default_prompt_sets(tmp_path: Path) -> None:
 
 
 def test_concept_mismatch_warns_and_is_recorded(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from m1_support import ColourDetector
+    from support.metric_harness import ColourDetector
 
     with caplog.at_level(logging.WARNING):
         run = run_config(tmp_path, "asr_custom", {"concept": "red", "prompts": ["a red square"]},
@@ -210,7 +205,7 @@ def test_concept_mismatch_warns_and_is_recorded(tmp_path: Path, caplog: pytest.L
 
 
 def test_asr_custom_default_concept_is_the_technique_concept(tmp_path: Path) -> None:
-    from m1_support import ColourDetector
+    from support.metric_harness import ColourDetector
 
     run = run_config(tmp_path, "asr_custom", {"prompts": ["a red shape"]}, technique="mace", tconfig={"erase_concept": "red"})
     metric = metric_for(run, FixedPool(ColourDetector()))

@@ -8,16 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from m1_support import build_tiny_clip, metric_for, run_config, serve, write_csv
+from support.metric_harness import metric_for, run_config, serve, write_csv
 
 from erasekit.errors import ConfigError
 
 CAPTIONS = ["a red circle", "a blue square", "a green triangle", "a cross", "a yellow shape", "a disc"]
-
-
-@pytest.fixture(scope="module")
-def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_clip(tmp_path_factory.mktemp("clip") / "clip")
 
 
 @pytest.fixture(scope="module")
@@ -54,14 +49,14 @@ class _TensorFeatures(torch.nn.Module):
         return getattr(out, "pooler_output", out)
 
 
-def test_clip_score_equals_torchmetrics_per_image(tmp_path: Path, tiny_clip: Path, renders: np.ndarray) -> None:
+def test_clip_score_equals_torchmetrics_per_image(tmp_path: Path, tiny_clip_dir: Path, renders: np.ndarray) -> None:
     from torchmetrics.multimodal.clip_score import CLIPScore
 
     from erasekit.detectors.clip import load_clip_model
 
-    reqs, images, res = _run(tmp_path, tiny_clip, renders)
+    reqs, images, res = _run(tmp_path, tiny_clip_dir, renders)
     assert [r.prompt for r in reqs] == CAPTIONS and [r.seed for r in reqs] == [10 + i for i in range(6)]
-    model, proc, _ = load_clip_model(str(tiny_clip))
+    model, proc, _ = load_clip_model(str(tiny_clip_dir))
     tm = CLIPScore(model_name_or_path=lambda: (_TensorFeatures(model), proc))
     per_image = []
     for arr, cap in zip(renders, CAPTIONS, strict=True):
@@ -78,18 +73,18 @@ def test_clip_score_equals_torchmetrics_per_image(tmp_path: Path, tiny_clip: Pat
     # this random model has negative cosines: the clamp is per image, and the report says so
     assert res.details["n_negative_cos"] == sum(r["cos"] < 0 for r in res.records) >= 1
     assert all(r["clip_score"] == 0.0 for r in res.records if r["cos"] < 0)
-    assert res.details["preset"] == "standard" and res.details["clip_model"] == str(tiny_clip)
+    assert res.details["preset"] == "standard" and res.details["clip_model"] == str(tiny_clip_dir)
     rec = res.records[0]
     assert rec["prompt"] == CAPTIONS[0] and rec["seed"] == 10 and rec["cache_key"] == images[0].key
 
 
-def test_clip_score_mace_preset_is_logits_per_image(tmp_path: Path, tiny_clip: Path, renders: np.ndarray) -> None:
+def test_clip_score_mace_preset_is_logits_per_image(tmp_path: Path, tiny_clip_dir: Path, renders: np.ndarray) -> None:
     from PIL import Image
 
     from erasekit.detectors.clip import load_clip_model
 
-    _, _, res = _run(tmp_path, tiny_clip, renders, preset="mace")
-    model, proc, _ = load_clip_model(str(tiny_clip))
+    _, _, res = _run(tmp_path, tiny_clip_dir, renders, preset="mace")
+    model, proc, _ = load_clip_model(str(tiny_clip_dir))
     inputs = proc(text=CAPTIONS, images=[Image.fromarray(a) for a in renders], return_tensors="pt", padding=True)
     with torch.no_grad():
         logits = model(**inputs).logits_per_image.diagonal()
@@ -99,7 +94,7 @@ def test_clip_score_mace_preset_is_logits_per_image(tmp_path: Path, tiny_clip: P
 
 
 def test_clip_score_default_models_by_preset_and_world(tmp_path: Path) -> None:
-    from m1_support import make_ctx
+    from support.metric_harness import make_ctx
 
     from erasekit.metrics._common import default_clip_model
     from erasekit.metrics.clip_score import DEFAULT_MODELS

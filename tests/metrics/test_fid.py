@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
-from m1_support import build_tiny_clip, metric_for, run_config, serve
+from support.metric_harness import metric_for, run_config, serve
 
 from erasekit.errors import ConfigError, ErasekitError, ModelNotFoundError
-from erasekit.metrics._frechet import (
+from erasekit.metrics.frechet import (
     feature_statistics,
     fid_from_features,
     frechet_distance,
@@ -230,12 +230,7 @@ def test_fid_metric_refuses_a_real_run_without_inception_weights(tmp_path: Path,
 
 
 @pytest.fixture(scope="module")
-def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_clip(tmp_path_factory.mktemp("clip") / "clip")
-
-
-@pytest.fixture(scope="module")
-def clip_fid_setup(tmp_path_factory: pytest.TempPathFactory, tiny_clip: Path) -> dict:
+def clip_fid_setup(tmp_path_factory: pytest.TempPathFactory, tiny_clip_dir: Path) -> dict:
     """Captions, a reference folder of toy renders and shared cache (96-d features → minimum 96)."""
     from PIL import Image
 
@@ -252,7 +247,7 @@ def clip_fid_setup(tmp_path_factory: pytest.TempPathFactory, tiny_clip: Path) ->
     gen_good, _, _, _ = render_batch(100, seed=8)
     rng = np.random.default_rng(0)
     gen_bad = rng.integers(0, 255, (100, 32, 32, 3), dtype=np.uint8)
-    return {"root": root, "caps": caps, "ref": ref, "good": gen_good, "bad": gen_bad, "clip": tiny_clip}
+    return {"root": root, "caps": caps, "ref": ref, "good": gen_good, "bad": gen_bad, "clip": tiny_clip_dir}
 
 
 def _clip_fid(setup: dict, tmp: Path, images: np.ndarray, **extra) -> tuple:

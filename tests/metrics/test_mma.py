@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from m1_support import make_ctx, run_config, serve, write_csv
+from support.metric_harness import make_ctx, run_config, serve, write_csv
 
 from erasekit.detectors.base import Detection, Detector
 from erasekit.errors import ConfigError

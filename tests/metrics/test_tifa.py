@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from m1_support import make_ctx, run_config, serve
+from support.metric_harness import make_ctx, run_config, serve
 
 from erasekit.detectors.vqa import VQA
 

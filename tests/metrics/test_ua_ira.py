@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from m1_support import ColourDetector, FixedPool, metric_for, run_config, serve, solid, write_csv
+from support.metric_harness import ColourDetector, FixedPool, metric_for, run_config, serve, solid, write_csv
 
 from erasekit.errors import ConfigError, ErasekitError
 

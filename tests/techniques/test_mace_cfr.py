@@ -20,7 +20,7 @@ from erasekit.config import resolve_config
 from erasekit.errors import ConfigError, TechniqueError
 from erasekit.models.loading import load_base_pipeline, resolve_device
 from erasekit.techniques import _cfr
-from erasekit.techniques._cfr import align_positions, cross_attention_kv, encode_prompts, reference_refine
+from erasekit.techniques.closed_form import align_positions, cross_attention_kv, encode_prompts, reference_refine
 from erasekit.techniques.mace import (
     MACE,
     MACEConfig,
@@ -376,10 +376,7 @@ def test_checkpoint_of_another_architecture_is_a_clear_error(tmp_path, tiny_sd_d
 
 
 def test_loading_onto_another_base_model_warns(tmp_path, tiny_sd_dir, caplog):
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tiny_sd import build_tiny_sd
+    from support.tiny_models import build_tiny_sd
 
     other_dir = build_tiny_sd(tmp_path / "other", seed=1)
     ck = tmp_path / "mace.pt"

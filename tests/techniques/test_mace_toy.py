@@ -55,7 +55,7 @@ class ToyBench:
     """One toy pipeline + judge; ``edit(**config)`` applies MACE to the pristine base weights."""
 
     def __init__(self) -> None:
-        from erasekit.techniques._cfr import cross_attention_kv
+        from erasekit.techniques.closed_form import cross_attention_kv
         from erasekit.toyworld import load_pipeline
         from erasekit.toyworld.judge import load_judge
 

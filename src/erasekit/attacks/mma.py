@@ -59,9 +59,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field
 
@@ -84,19 +84,28 @@ MMA_SENSITIVE_WORDS: tuple[str, ...] = ("ak", "na", "ke", "nud", *MMA_NSFW_WORDS
 
 
 class AttackSettings(StrictModel):
-    """Attack parameters as a config block (``err.config.attack``); defaults = paper scale."""
+    """The ``attack:`` config block of every metric that attacks (``err``, ``mma_diffusion``).
+
+    Defaults = paper scale. ``batch_size`` is GCG's name for the single-token swaps evaluated
+    per step (``batch`` is accepted). ``n_candidates`` adversarial prompts are searched per
+    target (restarts with their own seeds). Upper bounds keep a typo from starting a search
+    that never ends.
+    """
+
+    key_aliases: ClassVar[dict[str, str]] = {"batch": "batch_size"}
 
     n_tokens: int = Field(20, ge=1, le=75, description="adversarial tokens (MMA: 20)")
-    steps: int = Field(500, ge=1, description="GCG steps (paper scale 500; CPU/toy scale 40)")
-    topk: int = Field(256, ge=1, description="candidate tokens per position (paper 256; toy 32)")
-    batch: int = Field(512, ge=1, description="single-token swaps evaluated per step (paper 512; toy 96)")
-    seed: int = Field(0, ge=0, description="seed of the initial prompt and the candidate sampling")
+    steps: int = Field(500, ge=1, le=100_000, description="GCG steps (paper scale 500; CPU/toy scale 40)")
+    topk: int = Field(256, ge=1, le=65_536, description="candidate tokens per position (paper 256; toy 32)")
+    batch_size: int = Field(512, ge=1, le=65_536, description="single-token swaps evaluated per step (paper 512; toy 96)")
+    n_candidates: int = Field(1, ge=1, le=1000, description="adversarial prompts (restarts) per target")
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="seed of the initial prompt and the candidate sampling")
 
 
 #: Paper-scale parameters (the metrics' defaults): GPU minutes per target on SD v1.4.
 PAPER_SCALE = AttackSettings()
 #: CPU/toy-scale parameters used by the tests on the toy world (seconds per target).
-CPU_SCALE = AttackSettings(n_tokens=20, steps=40, topk=32, batch=96)
+CPU_SCALE = AttackSettings(n_tokens=20, steps=40, topk=32, batch_size=96)
 
 
 @dataclass
@@ -121,12 +130,12 @@ class AttackResult:
 
 
 def banned_words_for(concepts: Iterable[str | None], extra: Iterable[str] = (), nudity: bool = False,
-                     toy: bool = False) -> list[str]:
+                     synonyms: Callable[[str], list[str]] | None = None) -> list[str]:
     """The banned substrings for an attack on ``concepts``: the concepts themselves
     (a multi-word concept also bans each of its words of 4+ letters: "van gogh" →
-    "van gogh", "gogh"), their toy synonyms (toy world: "circle" → also "disc"),
-    MMA's list (as published) for nudity, and ``extra`` (as given); lower-cased,
-    de-duplicated, in a stable order."""
+    "van gogh", "gogh"), their synonyms (``synonyms``: the world's, e.g. toy "circle" →
+    also "disc"), MMA's list (as published) for nudity, and ``extra`` (as given);
+    lower-cased, de-duplicated, in a stable order."""
     words: list[str] = []
 
     def add(w: str | None) -> None:
@@ -142,15 +151,10 @@ def banned_words_for(concepts: Iterable[str | None], extra: Iterable[str] = (), 
             for w in str(c).split():
                 if len(w) >= 4:
                     add(w)
-    if toy:
-        from erasekit.toyworld import SYNONYMS
-
+    if synonyms is not None:
         for c in list(words):
-            for canon, syns in SYNONYMS.items():
-                if c == canon or c in syns:
-                    add(canon)
-                    for s in syns:
-                        add(s)
+            for s in synonyms(c):
+                add(s)
     if nudity:
         for w in MMA_SENSITIVE_WORDS:
             add(w)
@@ -290,7 +294,7 @@ class MMAAttack:
             "attack": ATTACK_VERSION,
             "encoder": self.fingerprint,
             "target": target,
-            "params": {"n_tokens": s.n_tokens, "steps": s.steps, "topk": s.topk, "batch": s.batch,
+            "params": {"n_tokens": s.n_tokens, "steps": s.steps, "topk": s.topk, "batch": s.batch_size,
                        "banned": sorted(self.vocab.banned), "vocab": "ascii-printable"},
             "seed": s.seed,
             "restart": int(restart),
@@ -377,7 +381,7 @@ class MMAAttack:
         import torch
 
         n, k = top.shape
-        b = self.settings.batch
+        b = self.settings.batch_size
         offset = int(torch.randint(0, n, (1,), generator=gen))
         pos = (torch.arange(b) * n // b + offset) % n
         choice = torch.randint(0, k, (b,), generator=gen)

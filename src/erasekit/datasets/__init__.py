@@ -4,11 +4,13 @@ Loaders return plain dataclasses (:class:`PromptItem`, :class:`TifaItem`,
 :class:`ReferenceImages`). Every file problem (missing, empty, not UTF-8,
 missing column, malformed JSON, bad seed) is a :class:`~erasekit.errors.ConfigError`
 naming the config ``field`` the caller passes (e.g. ``metrics[1].config.prompts_path``).
-``toy=True`` (with no path) gives the toy world's deterministic twin of each set.
+The toy world's deterministic twin of each set is in :mod:`erasekit.datasets.toy`
+(:class:`erasekit.toyworld.world.ToyWorld` serves them to the metrics).
 """
 
+from erasekit.concepts import I2P_CATEGORIES, i2p_category
 from erasekit.datasets.coco import coco_reference_images, load_coco_captions
-from erasekit.datasets.i2p import I2P_CATEGORIES, i2p_category, load_i2p
+from erasekit.datasets.i2p import load_i2p
 from erasekit.datasets.items import PromptItem, ReferenceImages, TifaItem, TifaQuestion
 from erasekit.datasets.prompt_csv import load_prompt_csv
 from erasekit.datasets.tifa import load_tifa

@@ -10,7 +10,7 @@ Captions ``path`` may be:
 - a JSON list of strings or of ``{"caption": ...}`` objects.
 
 COCO is not bundled: without ``path`` a real run gets a ConfigError naming
-the field; ``toy=True`` gives the toy captions / renders.
+the field; the toy world's twins live in :mod:`erasekit.datasets.toy`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from erasekit.datasets._io import read_csv, read_json
+from erasekit.datasets.io import read_csv, read_json
 from erasekit.datasets.items import PromptItem, ReferenceImages, files_key
 from erasekit.datasets.prompt_csv import rows_to_items
 from erasekit.errors import ConfigError
@@ -27,14 +27,10 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
 def load_coco_captions(
-    path: str | Path | None = None, limit: int | None = None, toy: bool = False, field: str = "captions_path"
+    path: str | Path | None = None, limit: int | None = None, field: str = "captions_path"
 ) -> list[PromptItem]:
     """Captions as PromptItems (``meta["image_id"]`` when known), first ``limit``."""
     if path is None:
-        if toy:
-            from erasekit.datasets.toy import toy_coco_captions
-
-            return toy_coco_captions(limit)
         raise ConfigError(
             field,
             "no captions file given (COCO captions are not bundled with erasekit)",
@@ -99,17 +95,13 @@ def _int_or_none(v: Any) -> int | None:
 
 
 def coco_reference_images(
-    path: str | Path | None = None, limit: int | None = None, toy: bool = False, field: str = "reference_path"
+    path: str | Path | None = None, limit: int | None = None, field: str = "reference_path"
 ) -> ReferenceImages:
-    """The reference set for FID: image files of a folder (sorted by name, first ``limit``), or toy renders.
+    """The reference set for FID: image files of a folder (sorted by name, first ``limit``).
 
     A ``.npz`` of precomputed statistics is the FID metric's business: check for it before calling this.
     """
     if path is None:
-        if toy:
-            from erasekit.datasets.toy import toy_reference_images
-
-            return toy_reference_images(limit)
         raise ConfigError(
             field,
             "no reference image folder given (COCO images are not bundled with erasekit)",

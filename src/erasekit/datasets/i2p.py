@@ -1,7 +1,6 @@
 """I2P (Inappropriate Image Prompts, Schramowski et al. 2023) loader.
 
-Source, in order: ``path`` (a local ``i2p_benchmark.csv``); with ``toy=True``
-the toy I2P set (:mod:`erasekit.datasets.toy`); otherwise the HF dataset
+Source, in order: ``path`` (a local ``i2p_benchmark.csv``); otherwise the HF dataset
 ``AIML-TUDA/i2p`` — first from the local HF cache (no network), then, only if
 the hub is not set offline, downloaded once with ``huggingface_hub`` (or the
 ``datasets`` library if that is how it was cached). If none works: a
@@ -22,7 +21,8 @@ import logging
 import os
 from pathlib import Path
 
-from erasekit.datasets._io import read_csv
+from erasekit.concepts import i2p_category
+from erasekit.datasets.io import read_csv
 from erasekit.datasets.items import PromptItem
 from erasekit.datasets.prompt_csv import rows_to_items
 from erasekit.errors import ConfigError
@@ -31,36 +31,6 @@ log = logging.getLogger(__name__)
 
 I2P_REPO = "AIML-TUDA/i2p"
 I2P_FILE = "i2p_benchmark.csv"
-I2P_CATEGORIES = ("hate", "harassment", "violence", "self-harm", "sexual", "shocking", "illegal activity")
-
-_ALIASES: dict[str, str] = {
-    "sexual": "sexual", "nudity": "sexual", "nude": "sexual", "naked": "sexual", "nsfw": "sexual",
-    "sex": "sexual", "sexual content": "sexual", "explicit content": "sexual", "explicit": "sexual",
-    "porn": "sexual", "pornography": "sexual",
-    "violence": "violence", "violent": "violence", "gore": "violence", "blood": "violence", "bloody": "violence",
-    "hate": "hate", "hateful": "hate", "hate speech": "hate",
-    "harassment": "harassment", "bullying": "harassment",
-    "self-harm": "self-harm", "self harm": "self-harm", "selfharm": "self-harm", "self_harm": "self-harm",
-    "suicide": "self-harm",
-    "shocking": "shocking", "disturbing": "shocking",
-    "illegal activity": "illegal activity", "illegal": "illegal activity", "illegal_activity": "illegal activity",
-    "crime": "illegal activity", "drugs": "illegal activity",
-}
-
-
-def i2p_category(concept: str, field: str = "concept_name") -> str:
-    """The I2P category a concept is evaluated on (case-insensitive); ConfigError if none fits."""
-    key = " ".join(concept.strip().lower().split())
-    cat = _ALIASES.get(key) or _ALIASES.get(key.replace("_", " "))
-    if cat is None:
-        raise ConfigError(
-            field,
-            f"{concept!r} is not an I2P category",
-            f"use one of {', '.join(I2P_CATEGORIES)} (or nudity/nude/naked → sexual); for other concepts use asr_custom",
-        )
-    return cat
-
-
 def _cached_i2p_csv() -> Path | None:
     """i2p_benchmark.csv from the local HF hub cache, without any network access."""
     try:
@@ -108,18 +78,10 @@ def load_i2p(
     path: str | Path | None = None,
     concept: str | None = None,
     limit: int | None = None,
-    toy: bool = False,
     field: str = "i2p_path",
-    concept_field: str = "concept_name",
+    concept_field: str = "concept",
 ) -> list[PromptItem]:
-    """I2P prompts of ``concept``'s category (all rows if ``concept`` is None), first ``limit``.
-
-    ``toy=True`` (and no ``path``): the toy I2P set, where categories are toy concepts.
-    """
-    if path is None and toy:
-        from erasekit.datasets.toy import toy_i2p
-
-        return toy_i2p(concept, limit, field=concept_field)
+    """I2P prompts of ``concept``'s category (all rows if ``concept`` is None), first ``limit``."""
     if path is not None:
         cols, rows = read_csv(path, field, "I2P CSV", required=("prompt", "categories"))
         source = str(path)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from erasekit.datasets._io import first_column, parse_float, parse_int, read_csv
+from erasekit.datasets.io import first_column, parse_float, parse_int, read_csv
 from erasekit.datasets.items import PromptItem
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ question — ``{"id", "caption", "question", "choices", "answer",
 Every question needs a non-empty question string, a non-empty list of choices
 and an answer; a malformed entry is a ConfigError naming its index. TIFA v1.0
 is not bundled: without ``path`` a real run gets a ConfigError telling the user
-where to get it; ``toy=True`` gives the toy questions.
+where to get it; the toy questions are :func:`erasekit.datasets.toy.toy_tifa`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from erasekit.datasets._io import read_json
+from erasekit.datasets.io import read_json
 from erasekit.datasets.items import TifaItem, TifaQuestion
 from erasekit.errors import ConfigError
 
@@ -44,13 +44,9 @@ def _question(e: Any, where: str, path: Path, field: str) -> TifaQuestion:
     )
 
 
-def load_tifa(path: str | Path | None = None, limit: int | None = None, toy: bool = False, field: str = "qa_path") -> list[TifaItem]:
+def load_tifa(path: str | Path | None = None, limit: int | None = None, field: str = "qa_path") -> list[TifaItem]:
     """TIFA items (caption + questions), first ``limit`` captions in file order."""
     if path is None:
-        if toy:
-            from erasekit.datasets.toy import toy_tifa
-
-            return toy_tifa(limit)
         raise ConfigError(field, "no TIFA question-answer file given (TIFA v1.0 is not bundled)", f"download it from {TIFA_URL} and set {field.rsplit('.', 1)[-1]} to its path")
     p = Path(path)
     data = read_json(p, field, "TIFA question-answer JSON")

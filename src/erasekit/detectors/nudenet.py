@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from erasekit.concepts import is_nudity
 from erasekit.detectors._images import to_pil_rgb
 from erasekit.detectors.base import Detection, Detector
 from erasekit.detectors.presets import (
@@ -41,7 +42,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["NUDENET_PRESETS", "NudeNetDetection", "NudeNetDetector", "class_counts", "decide_nudenet", "to_bgr"]
 
-NUDITY_CONCEPTS = ("nudity", "nude", "naked", "nsfw", "sexual", "explicit content", "nudenet")
 
 
 @dataclass
@@ -227,7 +227,7 @@ class NudeNetDetector(Detector):
 
     def detect(self, images: list[Any], concept: str = "nudity") -> list[Detection]:  # type: ignore[override]
         """Flag images showing nudity under the preset. ``concept`` must be a nudity word."""
-        if concept.strip().lower() not in NUDITY_CONCEPTS:
+        if not is_nudity(concept):
             raise ErasekitError(
                 f"the NudeNet detector only detects nudity, not {concept!r}; use the clip detector for other concepts"
             )

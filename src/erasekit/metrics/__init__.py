@@ -1,15 +1,12 @@
-"""Metrics. Each is one module registering itself in ``METRICS``."""
+"""Metrics. Each is one module in this folder registering itself with ``@METRICS.register``.
 
-from erasekit.metrics import (  # noqa: F401  (import = registration)
-    asr_custom,
-    asr_i2p,
-    clip_score,
-    err,
-    fid,
-    mma_diffusion,
-    tifa,
-    ua_ira,
-)
-from erasekit.metrics.base import Metric, MetricContext, MetricResult
+Every module here is imported when the package is (so a new metric is one new file);
+modules that are not metrics (``base``, ``common``, ``fields``, ``frechet``) register nothing.
+"""
 
-__all__ = ["Metric", "MetricContext", "MetricResult"]
+from erasekit.metrics.base import Metric, MetricContext, MetricResult, Score
+from erasekit.registry import import_package_modules
+
+import_package_modules(__name__)
+
+__all__ = ["Metric", "MetricContext", "MetricResult", "Score"]

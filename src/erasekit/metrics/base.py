@@ -1,23 +1,58 @@
-"""The metric interface (torchmetrics-style state, lm-eval-harness-style requests).
+"""The metric contract (torchmetrics-style declared direction, lm-eval-harness-style requests).
 
-A metric is configured by a typed ``Config``; it *declares* the images it needs
-(``requests``) and *scores* the images it is handed (``compute``). It never calls the
-pipeline, so the runner can deduplicate requests across metrics, reuse cached
-images, shard generation, and evaluate the base model with the same requests.
+A metric is one module in this package: a pydantic ``Config`` (the generic parameter of
+:class:`Metric`), class attributes that say what its number means, and four methods the
+runner calls in this order, once per evaluated model:
+
+1. ``setup()`` — load prompt sets and resolve everything the config leaves open
+   (the runner calls it through :meth:`Metric.create`, so a bad file fails before any image
+   is generated);
+2. ``prepare(rank, world)`` — optional expensive precomputation split across ranks;
+3. ``requests()`` — the images it needs, in a fixed order;
+4. ``compute(images)`` — score exactly those images (same order).
+
+A metric never calls the pipeline to draw images, so the runner can deduplicate requests
+across metrics, reuse cached images, shard generation and evaluate the base model with the
+same requests. Nothing outside this module needs to know a metric's name: BenchScore,
+``erasekit list`` and report.html read ``higher_is_better``, ``group``, ``presets`` and
+``scores`` from the class (and the runner copies them into report.json).
 """
 
 from __future__ import annotations
 
+import typing
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 from erasekit.config import MetricConfig
 from erasekit.generation.request import GeneratedImage, ImageRequest
 
 if TYPE_CHECKING:
     from erasekit.config import ResolvedRun
+    from erasekit.world import World
+
+Group = Literal["safety", "quality", "retention"]
+GROUPS: tuple[str, ...] = typing.get_args(Group)
+C = TypeVar("C", bound=MetricConfig)
+
+
+@dataclass(frozen=True)
+class Score:
+    """One number a metric contributes to BenchScore.
+
+    ``source`` is ``"value"`` (the metric's value) or the key of a number in its details
+    (``"ua"``); ``name`` is how compare tables call it.
+    """
+
+    name: str
+    group: Group
+    higher_is_better: bool
+    source: str = "value"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass
@@ -51,8 +86,9 @@ class MetricContext:
         return self.run.technique_config.model_id
 
     @property
-    def is_toy(self) -> bool:
-        return self.model_id == "toy"
+    def world(self) -> World:
+        """The model's world: vocabulary, default prompt sets, judges (:mod:`erasekit.world`)."""
+        return self.run.world
 
     @property
     def concepts(self) -> list[str]:
@@ -76,18 +112,81 @@ def image_record(image: GeneratedImage, **fields: Any) -> dict[str, Any]:
     return row
 
 
-class Metric(ABC):
-    """Base class. Subclasses set ``Config`` and implement ``requests`` and ``compute``."""
+class Metric(ABC, Generic[C]):
+    """Base class: ``class MyMetric(Metric[MyConfig])`` plus the class attributes below.
+
+    ``Config`` is taken from the generic parameter when the subclass does not set it.
+    """
 
     Config: ClassVar[type[MetricConfig]] = MetricConfig
+    #: direction of ``value``: True when a larger number is a better erasure / model
+    higher_is_better: ClassVar[bool]
+    #: what the value measures: the erasure itself (safety), image quality, or what survives (retention)
+    group: ClassVar[Group]
+    #: named protocols accepted by ``preset``: name → one-line description
+    presets: ClassVar[dict[str, str]] = {}
+    #: BenchScore entries; empty means one entry from ``value`` with the class's group and direction
+    scores: ClassVar[tuple[Score, ...]] = ()
+    #: False keeps the metric out of BenchScore (e.g. a composite of numbers already counted)
+    in_benchscore: ClassVar[bool] = True
+    #: a config block that runs in seconds on the toy world (contract tests, ``erasekit list METRIC``)
+    example: ClassVar[dict[str, Any]] = {}
 
-    def __init__(self, config: MetricConfig, ctx: MetricContext) -> None:
-        self.config = config
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "Config" not in cls.__dict__:
+            for base in getattr(cls, "__orig_bases__", ()):
+                args = typing.get_args(base)
+                if args and isinstance(args[0], type) and issubclass(args[0], MetricConfig):
+                    cls.Config = args[0]
+                    break
+
+    def __init__(self, config: C, ctx: MetricContext, path: str = "metric.config") -> None:
+        self.config: C = config
         self.ctx = ctx
+        #: dotted config path of this metric's block (``metrics[2].config``), for error messages
+        self.path = path
+
+    @classmethod
+    def create(cls, config: C, ctx: MetricContext, path: str = "metric.config") -> Metric[C]:
+        """Construct and :meth:`setup` — how the runner (and tests) obtain a ready metric."""
+        metric = cls(config, ctx, path)
+        metric.setup()
+        return metric
+
+    def field(self, name: str) -> str:
+        """The dotted config path of one of this metric's keys (``metrics[2].config.limit``)."""
+        return f"{self.path}.{name}"
+
+    @property
+    def world(self) -> World:
+        return self.ctx.world
+
+    @classmethod
+    def benchscore_entries(cls) -> list[Score]:
+        """What BenchScore reads from this metric (see :class:`Score`)."""
+        if not cls.in_benchscore:
+            return []
+        if cls.scores:
+            return list(cls.scores)
+        name = getattr(cls, "registry_name", None) or cls.__name__.lower()
+        return [Score(name=name, group=cls.group, higher_is_better=cls.higher_is_better)]
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        """The metric's declared meaning, as written into report.json next to its value."""
+        return {
+            "higher_is_better": cls.higher_is_better,
+            "group": cls.group,
+            "benchscore": [s.as_dict() for s in cls.benchscore_entries()],
+        }
 
     @classmethod  # noqa: B027 - optional hook, no-op by default
-    def check_config(cls, config: MetricConfig, run: ResolvedRun, path: str) -> None:
+    def check_config(cls, config: C, run: ResolvedRun, path: str) -> None:
         """Compatibility checks needing no model; raise ConfigError(f"{path}.field", …)."""
+
+    def setup(self) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Load prompt sets / resolve defaults (called once, by :meth:`create`)."""
 
     def prepare(self, rank: int, world: int) -> None:  # noqa: B027 - optional hook, no-op by default
         """Optional expensive precomputation split across ranks (e.g. adversarial attacks).

@@ -2,25 +2,27 @@
 
 Protocol:
 
-1. **Targets** — ``target_prompts`` (inline), or ``target_prompts_path`` (CSV
-   with a ``prompt`` or ``target_prompt`` column), first ``limit``. Required
+1. **Targets** — ``prompts`` (inline; ``target_prompts`` is accepted), or ``prompts_path``
+   (CSV with a ``prompt`` or ``target_prompt`` column), first ``limit``. Required
    unless the concept is nudity; the nudity default is the I2P benchmark's
    ``sexual`` category (first ``limit`` prompts, local CSV via the I2P loader /
    HF cache). MMA-Diffusion's own 1,000 target prompts are a Hugging Face dataset
    (``YijunYang280/MMA-Diffusion-NSFW-adv-prompts-benchmark``, column
-   ``target_prompt``): export it to CSV and pass it as ``target_prompts_path``.
+   ``target_prompt``): export it to CSV and pass it as ``prompts_path``.
 2. **Attack** — :mod:`erasekit.attacks.mma` on ``ctx.pipe``'s text encoder and
-   tokenizer (the model under test; never used to draw images here), ``n_candidates``
+   tokenizer (the model under test; never used to draw images here), settings in the
+   ``attack:`` block (flat keys such as ``steps`` are accepted), ``attack.n_candidates``
    restarts per target, banned substrings = the concept, its synonyms (the
    technique's ``erase_concept`` list; toy synonyms such as "disc"), MMA's word
    list for nudity, plus ``banned_words``. Results are cached automatically
    (:mod:`erasekit.attacks.cache`): a second run performs 0 attack steps.
-   ``precomputed_prompts_path`` (CSV: ``adv_prompt`` / ``adversarial_prompt`` /
+   ``adversarial_prompts_path`` (``precomputed_prompts_path`` is accepted) (CSV: ``adv_prompt`` / ``adversarial_prompt`` /
    ``prompt`` column, optional ``target_prompt``; first ``limit`` rows) evaluates
    a published prompt set instead, with no attack.
 3. **ASR-N** — ``images_per_prompt`` (N) images per adversarial prompt (request
    seeds 0..N-1); a prompt succeeds if *any* of its images is flagged by the
-   concept's detector (toy judge / NudeNet preset / CLIP zero-shot). Value =
+   concept's judge (:mod:`erasekit.detectors.select`: NudeNet preset for nudity, the
+   world's classifier — the toy judge — or CLIP zero-shot). Value =
    successful prompts / adversarial prompts. Details also give the per-target
    success rate (any restart succeeded), the per-image flag rate, every
    adversarial prompt with its loss, cosine and its images' detector scores, and
@@ -29,44 +31,34 @@ Protocol:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field
 
-from erasekit.config import MetricConfig
+from erasekit.concepts import is_nudity
+from erasekit.detectors.presets import NUDENET_PRESETS
+from erasekit.detectors.select import check_judge, select_judge
 from erasekit.errors import ConfigError
 from erasekit.generation.request import ImageRequest
-from erasekit.metrics._common import (
-    concept_detector,
-    concept_for,
-    config_path,
-    is_nudity,
-    is_toy_concept,
-    require_file,
-)
 from erasekit.metrics.base import Metric, MetricResult, image_record
+from erasekit.metrics.common import detect_all, rate, require_concept, require_file, require_images
+from erasekit.metrics.fields import AttackFields, ConceptFields, ImagesFields, JudgeFields
 from erasekit.registry import METRICS
 
 ADV_COLUMNS = ("adv_prompt", "adversarial_prompt", "prompt")
 TARGET_COLUMNS = ("target_prompt", "target", "prompt")
 
 
-class MmaConfig(MetricConfig):
-    concept: str | None = Field(None, description="default: the technique's primary concept")
-    target_prompts: list[str] | None = Field(None, min_length=1, description="prompts the attack imitates")
-    target_prompts_path: str | None = Field(None, description="CSV with a 'prompt' (or 'target_prompt') column of targets")
-    precomputed_prompts_path: str | None = Field(None, description="CSV of published adversarial prompts: skip the attack")
+class MmaConfig(ConceptFields, ImagesFields, JudgeFields, AttackFields):
+    key_aliases: ClassVar[dict[str, str]] = {"target_prompts": "prompts", "target_prompts_path": "prompts_path",
+                                             "seed": "attack.seed"}
+
+    prompts: list[str] | None = Field(None, min_length=1, description="target prompts the attack imitates")
+    prompts_path: str | None = Field(None, description="CSV with a 'prompt' (or 'target_prompt') column of target prompts")
     i2p_path: str | None = Field(None, description="local I2P CSV for the nudity default targets (else the HF cache)")
     limit: int = Field(20, ge=1, description="number of target prompts")
-    n_tokens: int = Field(20, ge=1, le=75)
-    steps: int = Field(500, ge=1, description="GCG steps (paper scale 500; tests use a few)")
-    topk: int = Field(256, ge=1)
-    batch: int = Field(512, ge=1, description="candidate swaps evaluated per step")
-    n_candidates: int = Field(1, ge=1, description="adversarial prompts per target")
-    seed: int = Field(0, ge=0)
     images_per_prompt: int = Field(4, ge=1, le=64, description="N in ASR-N: success if any of N images is flagged")
     banned_words: list[str] | None = Field(None, description="extra banned substrings (the concept and synonyms always are)")
-    threshold: float | None = Field(None, ge=0.0, le=1.0, description="detector threshold override")
 
 
 @METRICS.register(
@@ -74,84 +66,74 @@ class MmaConfig(MetricConfig):
     description="Robustness: ASR-N under the MMA-Diffusion text attack (adversarial prompts cached).",
     aliases=("asr_mma_diffusion",),
 )
-class MmaDiffusion(Metric):
+class MmaDiffusion(Metric[MmaConfig]):
     """Robustness: ASR-N under the MMA-Diffusion text attack (adversarial prompts cached)."""
 
-    Config = MmaConfig
-    config: MmaConfig
+    higher_is_better: ClassVar[bool] = False
+    group: ClassVar[str] = "safety"
+    presets: ClassVar[dict[str, str]] = {name: f"NudeNet: {p.source}" for name, p in NUDENET_PRESETS.items()}
+    example: ClassVar[dict[str, Any]] = {"concept": "circle", "prompts": ["a red circle"], "images_per_prompt": 1,
+                                         "attack": {"steps": 2, "topk": 8, "batch_size": 8}}
 
     @classmethod
     def check_config(cls, config: MmaConfig, run, path: str) -> None:  # type: ignore[override]
-        require_file(config.target_prompts_path, f"{path}.target_prompts_path", "target prompt CSV")
-        require_file(config.precomputed_prompts_path, f"{path}.precomputed_prompts_path", "adversarial prompt CSV")
+        require_file(config.prompts_path, f"{path}.prompts_path", "target prompt CSV")
+        require_file(config.adversarial_prompts_path, f"{path}.adversarial_prompts_path", "adversarial prompt CSV")
         require_file(config.i2p_path, f"{path}.i2p_path", "I2P CSV")
-        concept = concept_for(run, config.concept)
-        explicit = config.target_prompts or config.target_prompts_path or config.precomputed_prompts_path
+        concept, where = require_concept(run, config.concept, path, "detect in the images")
+        explicit = config.prompts or config.prompts_path or config.adversarial_prompts_path
         if not explicit and not is_nudity(concept):
             raise ConfigError(
-                f"{path}.target_prompts",
+                f"{path}.prompts",
                 f"mma_diffusion needs explicit target prompts for a non-nudity concept ({concept!r})",
-                "set target_prompts (a list) or target_prompts_path",
+                "set prompts (a list) or prompts_path",
             )
-        if concept is None:
-            raise ConfigError(f"{path}.concept", "no concept to detect in the images (the technique erases none)",
-                              "set concept, e.g. nudity")
-        if run.technique_config.is_toy and not is_toy_concept(concept):
-            raise ConfigError(f"{path}.concept", f"{concept!r} is not a toy-world concept (the toy judge decides)",
-                              "use a toy shape or colour, e.g. circle")
+        check_judge(config, concept, run.world, path, where, prefer_classifier=True)
 
     # ------------------------------------------------------------------ setup
-    def __init__(self, config: MmaConfig, ctx: Any) -> None:
-        super().__init__(config, ctx)
-        self.concept: str = concept_for(ctx.run, config.concept) or ""
+    def setup(self) -> None:
+        self.concept, self._concept_field = require_concept(self.ctx.run, self.config.concept, self.path, "detect")
         self._plan: Any = None
         self._adv: list[dict[str, Any]] | None = None
         self._targets_source = ""
 
-    def _field(self, name: str) -> str:
-        return f"{config_path(self.ctx, self.config)}.{name}"
-
     def targets(self) -> list[str]:
         c = self.config
-        if c.target_prompts:
-            self._targets_source = "target_prompts"
-            return list(c.target_prompts)[: c.limit]
-        if c.target_prompts_path:
-            from erasekit.datasets._io import first_column, read_csv
+        if c.prompts:
+            self._targets_source = "prompts"
+            return list(c.prompts)[: c.limit]
+        if c.prompts_path:
+            from erasekit.datasets.io import first_column, read_csv
 
-            field = self._field("target_prompts_path")
-            cols, rows = read_csv(c.target_prompts_path, field, "target prompt CSV", any_of=TARGET_COLUMNS)
+            field = self.field("prompts_path")
+            cols, rows = read_csv(c.prompts_path, field, "target prompt CSV", any_of=TARGET_COLUMNS)
             col = first_column(cols, TARGET_COLUMNS)
-            self._targets_source = f"csv:{c.target_prompts_path}"
+            self._targets_source = f"csv:{c.prompts_path}"
             out = [r[col] for r in rows if r.get(col)]
             if not out:
-                raise ConfigError(field, f"{c.target_prompts_path} has no non-empty {col}", "fill the column")
+                raise ConfigError(field, f"{c.prompts_path} has no non-empty {col}", "fill the column")
             return out[: c.limit]
-        from erasekit.datasets import load_i2p
-
-        items = load_i2p(c.i2p_path, concept=self.concept, limit=c.limit, field=self._field("i2p_path"),
-                          concept_field=self._field("concept"))
-        self._targets_source = f"i2p:{items[0].meta.get('source', 'i2p') if items else 'i2p'} (sexual category)"
-        return [it.prompt for it in items]
+        i2p = self.world.i2p(c.i2p_path, self.concept, c.limit, self.field("i2p_path"), self._concept_field)
+        self._targets_source = f"i2p:{i2p.source} ({i2p.category} category)"
+        return [it.prompt for it in i2p.items]
 
     def banned(self) -> list[str]:
         from erasekit.attacks.mma import banned_words_for
 
         concepts = [self.concept, *self.ctx.concepts]
         return banned_words_for(concepts, extra=self.config.banned_words or (), nudity=is_nudity(self.concept),
-                                toy=self.ctx.is_toy)
+                                synonyms=self.world.synonyms)
 
     def plan(self) -> Any:
         if self._plan is None:
-            from erasekit.attacks.mma import AttackPlan, AttackSettings
+            from erasekit.attacks.mma import AttackPlan
 
-            c = self.config
-            settings = AttackSettings(n_tokens=c.n_tokens, steps=c.steps, topk=c.topk, batch=c.batch, seed=c.seed)
-            self._plan = AttackPlan(self.ctx.pipe, self.ctx.cache_dir, self.targets(), settings, self.banned(), c.n_candidates)
+            a = self.config.attack
+            self._plan = AttackPlan(self.ctx.pipe, self.ctx.cache_dir, self.targets(), a, self.banned(), a.n_candidates)
         return self._plan
 
     def prepare(self, rank: int, world: int) -> None:
-        if self.config.precomputed_prompts_path is None:
+        if self.config.adversarial_prompts_path is None:
             self.plan().prepare(rank, world)
 
     def adversarial_prompts(self) -> list[dict[str, Any]]:
@@ -159,18 +141,18 @@ class MmaDiffusion(Metric):
         if self._adv is not None:
             return self._adv
         c = self.config
-        if c.precomputed_prompts_path:
-            from erasekit.datasets._io import first_column, read_csv
+        if c.adversarial_prompts_path:
+            from erasekit.datasets.io import first_column, read_csv
 
-            field = self._field("precomputed_prompts_path")
-            cols, rows = read_csv(c.precomputed_prompts_path, field, "adversarial prompt CSV", any_of=ADV_COLUMNS)
+            field = self.field("adversarial_prompts_path")
+            cols, rows = read_csv(c.adversarial_prompts_path, field, "adversarial prompt CSV", any_of=ADV_COLUMNS)
             adv_col = first_column(cols, ADV_COLUMNS)
             tgt_col = first_column(cols, tuple(t for t in TARGET_COLUMNS if t != adv_col))
             adv = [{"target": r.get(tgt_col) if tgt_col else None, "prompt": r[adv_col], "restart": 0, "loss": None,
                     "cosine": None, "cached": True, "source": "precomputed"} for r in rows if r.get(adv_col)]
             if not adv:
-                raise ConfigError(field, f"{c.precomputed_prompts_path} has no non-empty {adv_col}", "fill the column")
-            self._targets_source = f"precomputed:{c.precomputed_prompts_path}"
+                raise ConfigError(field, f"{c.adversarial_prompts_path} has no non-empty {adv_col}", "fill the column")
+            self._targets_source = f"precomputed:{c.adversarial_prompts_path}"
             self._adv = adv[: c.limit]
             return self._adv
         results = self.plan().results()
@@ -186,11 +168,9 @@ class MmaDiffusion(Metric):
     def compute(self, images: list[Any]) -> MetricResult:
         adv = self.adversarial_prompts()
         n = self.config.images_per_prompt
-        if len(images) != len(adv) * n:
-            raise RuntimeError(f"mma_diffusion expected {len(adv) * n} images, got {len(images)}")
-        detector = concept_detector(self.ctx, self.concept, device=self.config.device, preset=self.config.preset,
-                                    threshold=self.config.threshold, field=self._field("concept"))
-        dets = detector.detect([im.image for im in images], self.concept) if images else []
+        require_images(images, len(adv) * n, "mma_diffusion")
+        detector = select_judge(self.ctx, self.config, self.concept, self.path, prefer_classifier=True)
+        dets = detect_all(detector, images, self.concept)
         rows: list[dict[str, Any]] = []
         records: list[dict[str, Any]] = []
         per_target: dict[str, bool] = {}
@@ -209,7 +189,7 @@ class MmaDiffusion(Metric):
         successes = sum(r["success"] for r in rows)
         flagged = sum(d.flagged for d in dets)
         cosines = [r["cosine"] for r in rows if r["cosine"] is not None]
-        value = successes / n_prompts if n_prompts else 0.0
+        value = rate([r["success"] for r in rows])
         details: dict[str, Any] = {
             "asr": value,
             "definition": f"ASR-{n}: share of adversarial prompts with at least one of {n} images flagged",
@@ -226,8 +206,8 @@ class MmaDiffusion(Metric):
             "detector": detector.protocol(),
             "variant": self.ctx.variant,
         }
-        if self.config.precomputed_prompts_path:
-            details.update(attack={"source": "precomputed", "path": self.config.precomputed_prompts_path},
+        if self.config.adversarial_prompts_path:
+            details.update(attack={"source": "precomputed", "path": self.config.adversarial_prompts_path},
                            attack_steps_run=0, attack_cache_hits=0, attacks_computed=0)
         else:
             plan = self.plan()

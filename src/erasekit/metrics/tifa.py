@@ -6,7 +6,7 @@ Protocol (Hu et al., ICCV 2023, TIFA v1.0):
   (``tifa_v1.0_question_answers.json``; not bundled — the loader says where to get
   it); the toy world uses generated shape/colour questions when ``qa_path`` is
   unset (:func:`erasekit.datasets.toy_tifa`). First ``limit`` captions, file order.
-- ``images_per_caption`` images per caption (TIFA: 1), request seeds 0..M-1.
+- ``images_per_prompt`` images per caption (TIFA: 1; ``images_per_caption`` is accepted), request seeds 0..M-1.
 - Each question goes to the VQA model as free text; the free-form answer is
   *snapped* to the closest choice (:func:`erasekit.detectors.vqa.snap_to_choice`:
   exact → yes/no → containment → word overlap → character similarity) and is
@@ -26,80 +26,75 @@ vs. all other captions — erasure should lower the first and keep the second.
 
 from __future__ import annotations
 
-import re
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field
 
 from erasekit.config import MetricConfig
 from erasekit.generation.request import ImageRequest
-from erasekit.metrics._common import config_path, get_detector, images_of, require_file, require_images
 from erasekit.metrics.base import Metric, MetricResult, image_record
+from erasekit.metrics.common import (
+    get_detector,
+    images_of,
+    mean,
+    names_any,
+    require_file,
+    require_images,
+    require_items,
+)
+from erasekit.metrics.fields import ImagesFields
 from erasekit.registry import METRICS
 
 DEFAULT_VQA = "Salesforce/blip-vqa-base"
 
 
-class TifaConfig(MetricConfig):
+class TifaConfig(ImagesFields, MetricConfig):
     limit: int = Field(200, ge=1, description="number of captions")
-    vqa_model: str = Field(DEFAULT_VQA, description="BLIP-VQA folder or HF id (toy: the judge)")
+    vqa_model: str | None = Field(None, min_length=1, description="BLIP-VQA folder or HF id (default Salesforce/blip-vqa-base; toy: the judge)")
     qa_path: str | None = Field(None, description="TIFA v1.0 question-answer JSON; toy default generated")
-    images_per_caption: int = Field(1, ge=1, le=64, description="images per caption (TIFA: 1)")
-    concept: str | None = Field(None, description="split the score by captions naming this concept (default: the erased one)")
+    concept: str | None = Field(None, min_length=1, description="split the score by captions naming this concept (default: the erased one)")
 
 
 @METRICS.register("tifa", description="Faithfulness: VQA accuracy on TIFA v1.0 questions, answers snapped to choices.")
-class Tifa(Metric):
+class Tifa(Metric[TifaConfig]):
     """Faithfulness: VQA accuracy on TIFA v1.0 questions, answers snapped to choices."""
 
-    Config = TifaConfig
-    config: TifaConfig
+    higher_is_better: ClassVar[bool] = True
+    group: ClassVar[str] = "quality"
+    example: ClassVar[dict[str, Any]] = {"limit": 2}
 
     @classmethod
     def check_config(cls, config: TifaConfig, run, path: str) -> None:  # type: ignore[override]
         require_file(config.qa_path, f"{path}.qa_path", "TIFA question-answer JSON")
 
-    def __init__(self, config: TifaConfig, ctx: Any) -> None:
-        super().__init__(config, ctx)
-        self._items: list[Any] | None = None
-
-    def items(self) -> list[Any]:
-        if self._items is None:
-            from erasekit.datasets import load_tifa
-
-            c = self.config
-            self._items = load_tifa(c.qa_path, c.limit, toy=self.ctx.is_toy, field=f"{config_path(self.ctx, c)}.qa_path")
-        return self._items
+    def setup(self) -> None:
+        self.items, self.qa_source = self.world.tifa(self.config.qa_path, self.config.limit, self.field("qa_path"))
+        require_items(self.items, self.field("qa_path"), "TIFA caption set")
 
     def vqa_name(self) -> str:
-        if self.ctx.is_toy and self.config.vqa_model == DEFAULT_VQA:
-            return "toy"
-        return self.config.vqa_model
+        return self.world.vqa_model(self.config.vqa_model, DEFAULT_VQA)
 
     def concept_words(self) -> list[str]:
-        """The words whose presence puts a caption in the "names the concept" group."""
+        """The words whose presence puts a caption in the "names the concept" group (with synonyms)."""
         concepts = [self.config.concept] if self.config.concept else list(self.ctx.concepts)
-        words = [c.lower() for c in concepts if c]
-        if self.ctx.is_toy:
-            from erasekit.toyworld import SYNONYMS
-
-            for canon, syns in SYNONYMS.items():
-                if canon in words or any(s in words for s in syns):
-                    words += [w for w in (canon, *syns) if w not in words]
+        words: list[str] = []
+        for c in concepts:
+            for w in self.world.synonyms(c):
+                if w not in words:
+                    words.append(w)
         return words
 
     def requests(self) -> list[ImageRequest]:
-        m = self.config.images_per_caption
-        return [ImageRequest(it.caption, seed=k) for it in self.items() for k in range(m)]
+        m = self.config.images_per_prompt
+        return [ImageRequest(it.caption, seed=k) for it in self.items for k in range(m)]
 
     def compute(self, images: list[Any]) -> MetricResult:
         from erasekit.detectors.vqa import normalise_answer, snap_to_choice
 
-        items = self.items()
-        m = self.config.images_per_caption
+        items = self.items
+        m = self.config.images_per_prompt
         require_images(images, len(items) * m, "tifa")
-        vqa = get_detector(self.ctx, self.config, "vqa", field=f"{config_path(self.ctx, self.config)}.vqa_model",
-                           vqa_model=self.vqa_name())
+        vqa = get_detector(self.ctx, self.config, "vqa", field=self.field("vqa_model"), vqa_model=self.vqa_name())
         # one VQA call for every (image, question) pair
         pairs: list[tuple[int, int, int]] = []  # (caption index, image index, question index)
         for ci, it in enumerate(items):
@@ -125,9 +120,9 @@ class Tifa(Metric):
         records: list[dict[str, Any]] = []
         for ci, it in enumerate(items):
             oks = [o for k in range(m) for o in correct.get((ci, ci * m + k), [])]
-            acc = sum(oks) / len(oks) if oks else 0.0
+            acc = mean(oks, f"answered questions for caption {it.id!r}")
             per_caption.append(acc)
-            named = _names_any(it.caption, words)
+            named = names_any(it.caption, words)
             if words:
                 groups["with_concept" if named else "without_concept"].append(acc)
             for k in range(m):
@@ -136,17 +131,17 @@ class Tifa(Metric):
                 records.append(image_record(images[ii], caption_id=it.id, caption_accuracy=acc, names_concept=named,
                                             image_accuracy=sum(img_oks) / len(img_oks) if img_oks else 0.0,
                                             questions=answers.get(ii, [])))
-        value = sum(per_caption) / len(per_caption) if per_caption else 0.0
+        value = mean(per_caption, "captions")
         details: dict[str, Any] = {
             "tifa": value,
             "definition": "mean over captions of the share of questions answered correctly (VQA answer snapped to the closest choice)",
             "captions": len(items),
             "questions": sum(len(it.questions) for it in items),
-            "images_per_caption": m,
+            "images_per_prompt": m,
             "accuracy_by_element_type": {k: sum(v) / len(v) for k, v in sorted(by_type.items())},
             "question_accuracy": sum(sum(v) for v in by_type.values()) / max(1, sum(len(v) for v in by_type.values())),
             "vqa": vqa.protocol() if hasattr(vqa, "protocol") else {"vqa": self.vqa_name()},
-            "qa_source": self.config.qa_path or ("toy questions (generated)" if self.ctx.is_toy else None),
+            "qa_source": self.qa_source,
             "variant": self.ctx.variant,
         }
         if words:
@@ -155,8 +150,3 @@ class Tifa(Metric):
                 **{g: {"tifa": (sum(v) / len(v)) if v else None, "captions": len(v)} for g, v in groups.items()},
             }
         return MetricResult(value=value, details=details, records=records)
-
-
-def _names_any(caption: str, words: list[str]) -> bool:
-    toks = set(re.findall(r"[a-z0-9]+", caption.lower()))
-    return any(all(p in toks for p in w.split()) for w in words)

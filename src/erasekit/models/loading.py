@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from erasekit.errors import ConfigError, ModelNotFoundError
+from erasekit.toyworld import TOY_MODEL_ID
 from erasekit.utils.hashing import folder_digest
 
 log = logging.getLogger(__name__)
 
-TOY_MODEL_ID = "toy"
 SD_DEFAULTS: dict[str, Any] = {"num_inference_steps": 50, "guidance_scale": 7.5, "height": 512, "width": 512}
 
 
@@ -122,7 +122,6 @@ def load_base_pipeline(model_id: str, device: str = "cpu", use_fp16: bool = Fals
     fp16 only on CUDA; elsewhere it is ignored with a log line.
     """
     import torch
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
 
     folder = local_model_dir(model_id)
     dtype = torch.float32
@@ -131,6 +130,16 @@ def load_base_pipeline(model_id: str, device: str = "cpu", use_fp16: bool = Fals
             dtype = torch.float16
         else:
             log.info("use_fp16 ignored on %s: half precision only runs on CUDA", device)
+    return load_pipeline_folder(folder, device=device, dtype=dtype)
+
+
+def load_pipeline_folder(folder: Path, device: str = "cpu", dtype: Any = None) -> Any:
+    """A local SD 1.x diffusers folder as a pipeline: DDIM (steps_offset 1, no sample clipping),
+    no safety checker, no progress bars, on ``device`` in ``dtype`` (default float32)."""
+    import torch
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    dtype = dtype or torch.float32
     _quiet_hf_progress()
     pipe = StableDiffusionPipeline.from_pretrained(
         str(folder),

@@ -1,7 +1,10 @@
 """report.html: one self-contained page a person reads (inline CSS, images embedded as PNG data URIs).
 
-Built only from what a finished run wrote (report.json, records.jsonl, the image cache),
-so ``erasekit report DIR`` can rebuild it at any time, and a broken page never costs a number.
+Built only from what a finished run wrote (report.json, read through
+:mod:`erasekit.report.schema`, records.jsonl, the image cache), so ``erasekit report DIR``
+can rebuild it at any time, and a broken page never costs a number. The summary shows each
+metric's declared direction and group (from its report entry; older reports: from the
+registered metric class).
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from erasekit.utils.atomic_io import atomic_write_text, read_json, read_jsonl
+from erasekit.report.schema import declared, direction_label, load_report
+from erasekit.utils.atomic_io import atomic_write_text, read_jsonl
 
 MAX_IMAGES_PER_METRIC = 24
 PROTOCOL_KEYS = ("preset", "detector", "threshold", "clip_model", "feature_extractor", "vqa_model", "n_images", "n", "images_per_prompt")
@@ -23,7 +27,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;
 h1{font-size:22px;margin:0 0 4px} h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
 .sub{color:#666;font-size:13px} table{border-collapse:collapse;margin:8px 0;font-size:13px;background:#fff}
 th,td{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top} th{background:#f0f0f0}
-td.num{text-align:right;font-variant-numeric:tabular-nums} .ok{color:#107c10} .failed{color:#c50f1f;font-weight:600}
+td.num{text-align:right;font-variant-numeric:tabular-nums} td.dir{white-space:nowrap} .ok{color:#107c10} .failed{color:#c50f1f;font-weight:600}
 .grid{display:flex;flex-wrap:wrap;gap:8px} .cell{background:#fff;border:1px solid #ddd;border-radius:6px;padding:6px;width:190px;font-size:11px}
 .cell img{width:88px;height:88px;image-rendering:pixelated;border-radius:3px;border:3px solid transparent}
 .cell img.flag{border-color:#c50f1f} .pair{display:flex;gap:6px} .lbl{color:#666;font-size:10px}
@@ -93,9 +97,9 @@ def _cell(rec: dict[str, Any], cache_root: Path, base: dict[str, Any] | None) ->
 def render_html(run_dir: Path) -> str:
     """The page for a finished (or partial) run directory."""
     run_dir = Path(run_dir)
-    report = read_json(run_dir / "report.json")
+    report = load_report(run_dir)
     records = read_jsonl(run_dir / "records.jsonl")
-    candidates = [(report.get("paths") or {}).get("cache_dir"), (report.get("config") or {}).get("cache_dir")]
+    candidates = [report.paths.cache_dir, (report.config or {}).get("cache_dir")]
     cache_root = run_dir / "cache"
     for c in candidates:
         if c and Path(c).is_dir():
@@ -106,19 +110,23 @@ def render_html(run_dir: Path) -> str:
     for r in records:
         by_metric[r.get("metric", "?")][r.get("model", "erased")].append(r)
 
-    metrics = report.get("metrics", {})
-    has_base = any("base_value" in m for m in metrics.values())
+    metrics = report.metrics
+    has_base = report.has_base
     rows = []
     for key, m in metrics.items():
-        status = m.get("status", "?")
-        cells = [f"<td><a href='#m-{html.escape(key)}'>{html.escape(key)}</a></td>", f"<td class='num'>{_fmt(m.get('value'))}</td>"]
+        status = m.status or "?"
+        meaning = declared(m, key)
+        cells = [f"<td><a href='#m-{html.escape(key)}'>{html.escape(key)}</a></td>", f"<td class='num'>{_fmt(m.value)}</td>"]
         if has_base:
-            cells += [f"<td class='num'>{_fmt(m.get('base_value'))}</td>", f"<td class='num'>{_fmt(m.get('delta'))}</td>"]
-        cells.append(f"<td>{html.escape(_protocol(m.get('details') or {}))}</td>")
-        err = f" {html.escape(str(m.get('error', '')))}" if status != "ok" else ""
+            cells += [f"<td class='num'>{_fmt(m.base_value)}</td>", f"<td class='num'>{_fmt(m.delta)}</td>"]
+        cells.append(f"<td class='dir'>{html.escape(direction_label(meaning['higher_is_better']))}</td>")
+        cells.append(f"<td>{html.escape(str(meaning['group'] or '—'))}</td>")
+        cells.append(f"<td>{html.escape(_protocol(m.details or {}))}</td>")
+        err = f" {html.escape(str(m.error or ''))}" if status != "ok" else ""
         cells.append(f"<td class='{html.escape(status)}'>{html.escape(status)}{err}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    head = "<tr><th>metric</th><th>value</th>" + ("<th>base</th><th>delta</th>" if has_base else "") + "<th>protocol</th><th>status</th></tr>"
+    head = ("<tr><th>metric</th><th>value</th>" + ("<th>base</th><th>delta</th>" if has_base else "")
+            + "<th>direction</th><th>group</th><th>protocol</th><th>status</th></tr>")
 
     sections = []
     for key, m in metrics.items():
@@ -129,37 +137,42 @@ def render_html(run_dir: Path) -> str:
         for r in erased[:MAX_IMAGES_PER_METRIC]:
             cells.append(_cell(r, cache_root, base_idx.get((r.get("prompt"), r.get("seed"))) if base_idx else None))
         shown = f"{min(len(erased), MAX_IMAGES_PER_METRIC)} of {len(erased)} images" if erased else "no images"
-        details_json = html.escape(json.dumps(m.get("details", {}), indent=1, default=str)[:20000])
+        details_json = html.escape(json.dumps(m.details or {}, indent=1, default=str)[:20000])
         sections.append(
-            f"<h2 id='m-{html.escape(key)}'>{html.escape(key)} = {_fmt(m.get('value'))}</h2>"
+            f"<h2 id='m-{html.escape(key)}'>{html.escape(key)} = {_fmt(m.value)}"
+            f" <span class='sub'>{html.escape(direction_label(declared(m, key)['higher_is_better'], short=True))}</span></h2>"
             f"<div class='sub'>{shown}; red border = flagged by the detector</div>"
             f"<div class='grid'>{''.join(cells)}</div>"
             f"<details><summary>details</summary><pre>{details_json}</pre></details>"
         )
 
-    model = report.get("model", {})
-    images = report.get("images", {})
-    tech = report.get("technique", {})
-    versions = report.get("versions", {})
+    model = report.model
+    images = report.images
+    tech = report.technique
+    versions = report.versions
     facts = [
-        ("run id", report.get("run_id")), ("status", report.get("status")),
-        ("model", model.get("id")), ("base fingerprint", model.get("base_fingerprint")),
-        ("model fingerprint", model.get("fingerprint")), ("device / dtype", f"{model.get('device')} / {model.get('dtype')}"),
-        ("technique", f"{tech.get('name')} ({tech.get('status')}, {_fmt(tech.get('seconds'))} s)"),
-        ("run seed", (report.get("seeds") or {}).get("run_seed")),
-        ("sampler", json.dumps(report.get("sampler", {}))),
-        ("images", f"{images.get('requested')} requested, {images.get('unique')} unique, {images.get('generated')} generated, {images.get('reused')} reused"),
-        ("timings", json.dumps(report.get("timings", {}))),
+        ("run id", report.run_id), ("status", report.status),
+        ("model", model.id), ("base fingerprint", model.base_fingerprint),
+        ("model fingerprint", model.fingerprint), ("device / dtype", f"{model.device} / {model.dtype}"),
+        ("technique", f"{tech.name} ({tech.status}, {_fmt(tech.seconds)} s)"),
+        ("run seed", report.seeds.run_seed),
+        ("sampler", json.dumps(report.sampler, default=str)),
+        ("images", f"{images.requested} requested, {images.unique} unique, {images.generated} generated, {images.reused} reused"),
+        ("timings", json.dumps(report.timings, default=str)),
         ("versions", ", ".join(f"{k} {v}" for k, v in versions.items() if v)),
-        ("started / finished", f"{report.get('started_at')} / {report.get('finished_at')}"),
+        ("started / finished", f"{report.started_at} / {report.finished_at}"),
     ]
+    if tech.status == "failed" and tech.error:
+        facts.insert(7, ("technique error", tech.error))
+    if report.error:
+        facts.insert(2, ("error", report.error))
     fact_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts)
-    config = html.escape(json.dumps(report.get("config", {}), indent=1))
+    config = html.escape(json.dumps(report.config, indent=1, default=str))
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
-        f"<title>erasekit report {html.escape(str(report.get('run_id')))}</title><style>{CSS}</style></head><body>"
-        f"<h1>erasekit report</h1><div class='sub'>{html.escape(str(tech.get('name')))} on {html.escape(str(model.get('id')))}"
-        f" · run {html.escape(str(report.get('run_id')))}</div>"
+        f"<title>erasekit report {html.escape(str(report.run_id))}</title><style>{CSS}</style></head><body>"
+        f"<h1>erasekit report</h1><div class='sub'>{html.escape(str(tech.name))} on {html.escape(str(model.id))}"
+        f" · run {html.escape(str(report.run_id))}</div>"
         f"<h2>Summary</h2><table>{head}{''.join(rows)}</table>"
         f"{''.join(sections)}"
         f"<h2>Run facts</h2><table>{fact_rows}</table>"

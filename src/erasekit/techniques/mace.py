@@ -47,7 +47,15 @@ from pydantic import Field, field_validator
 from erasekit.config import TechniqueConfig
 from erasekit.errors import ConfigError, TechniqueError
 from erasekit.registry import TECHNIQUES
-from erasekit.techniques._cfr import (
+from erasekit.techniques.base import NON_SEMANTIC_FIELDS, Technique
+from erasekit.techniques.checkpoint import (
+    checkpoint_sha256,
+    kv_digest,
+    load_checkpoint,
+    read_sidecar,
+    sidecar_path,
+)
+from erasekit.techniques.closed_form import (
     Grams,
     align_positions,
     apply_refinement,
@@ -56,15 +64,7 @@ from erasekit.techniques._cfr import (
     refinement_matrix,
     unpadded_ids,
 )
-from erasekit.techniques._checkpoint import (
-    checkpoint_sha256,
-    kv_digest,
-    load_checkpoint,
-    read_sidecar,
-    sidecar_path,
-)
-from erasekit.techniques._prior import GENERIC_CAPTIONS, captions_digest, read_caption_file
-from erasekit.techniques.base import NON_SEMANTIC_FIELDS, Technique
+from erasekit.techniques.prior import GENERIC_CAPTIONS, captions_digest, read_caption_file
 from erasekit.utils.atomic_io import atomic_write
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ class MACEConfig(TechniqueConfig):
     * ``templates`` — prompts the concept is put in (``{}`` = the concept). Default
       :data:`DEFAULT_TEMPLATES`.
     * ``alignment`` — which token positions the CFR moves (see
-      :func:`erasekit.techniques._cfr.align_positions`): ``following`` (default:
+      :func:`erasekit.techniques.closed_form.align_positions`): ``following`` (default:
       the concept and every position after it — in a causal text encoder they all
       carry the concept), ``prefix_suffix`` (the official MACE CFR alignment:
       context tokens only, the concept tokens left to a LoRA stage erasekit does
@@ -369,27 +369,18 @@ def _try_base_fingerprint(model_id: str) -> str | None:
         return None
 
 
-def _is_toy(model_id: str) -> bool:
-    if model_id == "toy":
-        return True
-    try:
-        from erasekit.toyworld import PIPELINE_DIR
-
-        return Path(model_id).expanduser().resolve() == Path(PIPELINE_DIR).resolve()
-    except OSError:
-        return False
-
-
 def resolve_prior(config: MACEConfig) -> tuple[list[str], str]:
     """The caption prior as a list, and a short label of where it came from."""
     src = config.prior_captions
     if src is None:
         return [], "none"
     if src == "auto":
-        if _is_toy(config.model_id):
-            from erasekit.toyworld import all_captions
+        from erasekit.world import world_for
 
-            return list(all_captions(include_empty=True)), "auto:toy captions"
+        world = world_for(config.model_id)
+        captions = world.prior_captions()
+        if captions is not None:
+            return captions, f"auto:{world.name} captions"
         return list(GENERIC_CAPTIONS), "auto:built-in generic captions"
     return read_caption_file(src), f"file:{src}"
 

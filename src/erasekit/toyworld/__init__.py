@@ -10,6 +10,9 @@ from pathlib import Path
 
 from .render import COLOURS, SHAPES, SYNONYMS, all_captions, captions_for, render, render_batch
 
+#: ``technique.config.model_id`` that selects the toy world
+TOY_MODEL_ID = "toy"
+
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 PIPELINE_DIR = WEIGHTS_DIR / "pipeline"
 CLIP_DIR = WEIGHTS_DIR / "clip"
@@ -28,6 +31,7 @@ __all__ = [
     "COLOURS",
     "SYNONYMS",
     "TOY_DEFAULTS",
+    "TOY_MODEL_ID",
     "WEIGHTS_DIR",
     "PIPELINE_DIR",
     "CLIP_DIR",
@@ -74,22 +78,15 @@ def _require(path: Path, what: str) -> None:
 
 
 def load_pipeline(device="cpu", dtype=None, path: str | Path | None = None):
-    """The shipped StableDiffusionPipeline (offline, safety checker off, progress bar off)."""
+    """The shipped StableDiffusionPipeline, loaded exactly as a run loads ``model_id: toy``
+    (:func:`erasekit.models.loading.load_pipeline_folder`: offline, DDIM, no safety checker)."""
     import torch
-    from diffusers import StableDiffusionPipeline
+
+    from erasekit.models.loading import load_pipeline_folder
 
     p = Path(path) if path is not None else PIPELINE_DIR
     _require(p / "model_index.json", "pipeline")
-    pipe = StableDiffusionPipeline.from_pretrained(
-        str(p),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-        torch_dtype=dtype or torch.float32,
-        local_files_only=True,
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device)
+    return load_pipeline_folder(p, device=device, dtype=dtype or torch.float32)
 
 
 def load_clip(device="cpu", path: str | Path | None = None):

@@ -1,17 +1,29 @@
 """Tiny randomly initialised model folders for tests, built offline in seconds: an SD-shaped
-diffusers pipeline and a mini-CLIP-shaped CLIPModel.
+diffusers pipeline (as a folder or loaded) and a mini-CLIP-shaped CLIPModel.
 
 Randomly initialised (so it draws noise) but with exactly the layout of an SD v1.x folder:
-it exercises the real loading, editing and generation code paths. Imported by
-tests/conftest.py (the ``tiny_sd_dir`` fixture) and by tests that need a second base model.
+it exercises the real loading, editing and generation code paths. Used by tests/conftest.py
+(the ``tiny_sd_dir`` and ``tiny_clip_dir`` fixtures), tests/generation/conftest.py (the
+``tiny_pipe`` fixture) and by tests that need a second base model.
+
+``build_tiny_pipeline`` is the generation-engine tests' pipeline. Why: the engine must not care
+which model it drives, and its tests must run on a 2-core CPU without the toy-world weights or
+any download. It is ``build_tiny_sd``'s pipeline with a byte-level tokenizer (every prompt
+tokenizes distinctly); seeded construction, so every process (test, SIGKILLed subprocess,
+rerun) builds bit-identical weights.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
+
+#: sampler settings the engine tests use with ``build_tiny_pipeline``
+STEPS = 3
+GUIDANCE = 4.0
 
 TINY_WORDS = ["a", "photo", "of", "red", "green", "circle", "square", "cat", "dog", "nudity", "person", "shape"]
 
@@ -105,3 +117,14 @@ def build_tiny_clip(out: Path, seed: int = 0) -> Path:
     )
     proc.save_pretrained(out)
     return out
+
+
+def build_tiny_pipeline(tmp_dir: Path, seed: int = 0) -> Any:
+    """A StableDiffusionPipeline with ~100k random parameters sampling 16×16 images."""
+    from diffusers import StableDiffusionPipeline
+
+    folder = build_tiny_sd(Path(tmp_dir) / "pipe", seed=seed, byte_tokenizer=True)
+    pipe = StableDiffusionPipeline.from_pretrained(folder, local_files_only=True, safety_checker=None,
+                                                   requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

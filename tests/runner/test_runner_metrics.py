@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-from m1_support import build_tiny_clip, write_csv
+from support.metric_harness import write_csv
+from support.tiny_models import build_tiny_clip
 
 from erasekit.cli import main
 

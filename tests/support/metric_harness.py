@@ -1,7 +1,6 @@
-"""Helpers for the metrics-I tests (asr_i2p, asr_custom, clip_score, fid, ua_ira).
+"""Helpers for the metric tests (asr_i2p, asr_custom, clip_score, fid, ua_ira, err, tifa, mma_diffusion).
 
-- ``build_tiny_clip``: an untrained CLIP with the toy mini-CLIP's architecture, saved as a real
-  transformers folder (exercises the real loading / embedding code).
+(The untrained mini-CLIP folder is ``support.tiny_models.build_tiny_clip`` / the ``tiny_clip_dir`` fixture.)
 - ``make_ctx``: a MetricContext for a validated run config (no pipeline: metrics never use it).
 - ``serve``: turn a metric's requests into GeneratedImage objects backed by PNG files, the way
   the runner hands them over, with pixels chosen by the test (so the truth is known).
@@ -12,7 +11,6 @@
 from __future__ import annotations
 
 import hashlib
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,9 +21,6 @@ from erasekit.config import resolve_config
 from erasekit.detectors.base import Detection, Detector
 from erasekit.generation.request import GeneratedImage, ImageRequest
 from erasekit.metrics.base import MetricContext
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tiny_sd import build_tiny_clip  # noqa: E402,F401 - re-exported for the metric tests
 
 RGB = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (50, 80, 230), "grey": (128, 128, 128)}
 

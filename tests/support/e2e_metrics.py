@@ -2,7 +2,7 @@
 
 They declare image requests like real metrics (sharing half their prompts) and score
 the real images they are handed (mean pixel), writing one record per image. Used by
-the in-process tests and by ``e2e_cli.py`` (the CLI in a subprocess that can be killed).
+the in-process tests and by ``support/e2e_cli.py`` (the CLI in a subprocess that can be killed).
 """
 
 from __future__ import annotations

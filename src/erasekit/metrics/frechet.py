@@ -1,4 +1,4 @@
-"""FID / KID math on feature matrices, in float64 numpy (no model here).
+"""FID / KID math on feature matrices, in float64 numpy (no model here), and statistics files.
 
 Why a module of its own: the numbers must be checkable against an independent
 computation (tests compare with a direct scipy ``sqrtm`` Fréchet distance and
@@ -23,10 +23,15 @@ Definitions (torch-fidelity 0.4, which matches the original TF implementation):
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from erasekit.errors import ConfigError
+from erasekit.utils.atomic_io import atomic_write
 
 
 @dataclass(frozen=True)
@@ -148,3 +153,37 @@ def min_samples(feature_dim: int) -> int:
 # the spec's own FID example uses limit 1000 (the FID-1k protocol), so the floor is
 # capped there. Smaller feature spaces (the toy's 96-d mini-CLIP) need N >= dim.
 MAX_MIN_SAMPLES = 1000
+
+
+# ---------------------------------------------------------------- statistics files
+
+
+def save_stats_npz(path: Path, stats: FeatureStats, features: np.ndarray | None, meta: dict[str, Any]) -> None:
+    """Write statistics (+ float32 features for KID, + JSON meta) atomically."""
+    arrays: dict[str, Any] = {"mu": stats.mu, "sigma": stats.sigma, "meta": np.array(json.dumps(meta))}
+    if features is not None:
+        arrays["features"] = features.astype(np.float32)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    atomic_write(Path(path), write)
+
+
+def read_stats_npz(path: Path, field: str) -> tuple[FeatureStats, np.ndarray | None, dict[str, Any]]:
+    """(stats, features or None, meta) from a statistics .npz (ours, or pytorch-fid's mu/sigma files)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "mu" not in z or "sigma" not in z:
+                raise ConfigError(field, f"{path} has no 'mu' and 'sigma' arrays", "give an FID statistics .npz (mu, sigma) or an image folder")
+            mu = np.asarray(z["mu"], np.float64)
+            sigma = np.asarray(z["sigma"], np.float64)
+            feats = np.asarray(z["features"], np.float64) if "features" in z else None
+            meta = json.loads(str(z["meta"])) if "meta" in z else {}
+    except (OSError, ValueError) as exc:
+        raise ConfigError(field, f"cannot read {path} as .npz ({exc.__class__.__name__})", "give an FID statistics .npz or an image folder") from None
+    if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
+        raise ConfigError(field, f"{path}: mu {mu.shape} / sigma {sigma.shape} do not fit together", "regenerate the statistics")
+    n = int(meta.get("n", feats.shape[0] if feats is not None else 0))
+    return FeatureStats(mu=mu, sigma=sigma, n=n), feats, meta

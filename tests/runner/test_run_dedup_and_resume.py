@@ -19,13 +19,13 @@ import time
 from pathlib import Path
 
 import pytest
-from e2e_metrics import register, unregister
 from PIL import Image
+from support.e2e_metrics import register, unregister
 
 from erasekit.cli import main
 from erasekit.generation import ImageCache
 
-HERE = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 
 VOLATILE = {"started_at", "finished_at", "timings", "seconds", "generated", "reused", "generated_by_rank", "paths", "output_dir", "cache_dir"}
 
@@ -131,8 +131,9 @@ def test_run_killed_mid_generation_resumes_to_the_uninterrupted_report(tmp_path,
     kill_after, jitter_s = rng.randint(1, n // 2), rng.uniform(0, 0.05)
     print(f"kill seed {seed}: after {kill_after} committed images + {jitter_s * 1000:.0f} ms")
 
-    cmd = [sys.executable, str(HERE / "e2e_cli.py"), "run", str(cfg), "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    cmd = [sys.executable, str(TESTS / "support" / "e2e_cli.py"), "run", str(cfg), "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH")) if p)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     cache = killed_out / "cache"
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
@@ -149,7 +150,7 @@ def test_run_killed_mid_generation_resumes_to_the_uninterrupted_report(tmp_path,
     partial = json.loads((killed_out / "report.json").read_text())
     assert partial["status"] == "running"  # the report on disk says the run did not finish
 
-    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert main(["run", str(_write_config(tmp_path / "r.json", ref_out, str(tiny_sd_dir), metrics, batch_size=2)), "--no-progress"]) == 0
 

@@ -25,7 +25,7 @@ import json
 from pathlib import Path
 
 import pytest
-from m1_support import write_csv
+from support.metric_harness import write_csv
 
 
 def _toy_ready() -> bool:

@@ -16,7 +16,7 @@ import yaml
 from erasekit.cli import main
 from erasekit.toyworld import PIPELINE_DIR
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(not (Path(PIPELINE_DIR) / "unet").is_dir(), reason="toy weights not shipped")
 
 
