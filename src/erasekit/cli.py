@@ -377,6 +377,25 @@ def _list_one(name: str) -> int:
     return 0
 
 
+def _alias_aware_schema_class() -> type:
+    from pydantic.json_schema import GenerateJsonSchema
+
+    class AliasAwareSchema(GenerateJsonSchema):
+        """Also accepts a config model's ``key_aliases`` (old/foreign key names the loader renames)."""
+
+        def model_schema(self, schema):  # noqa: ANN001, ANN202 - pydantic's hook signature
+            out = super().model_schema(schema)
+            get = getattr(schema.get("cls"), "all_key_aliases", None)
+            aliases = get() if callable(get) else {}
+            props = out.get("properties")
+            if aliases and isinstance(props, dict):
+                for alias, canon in aliases.items():
+                    props.setdefault(alias, {"description": f"another name for '{canon}'"})
+            return out
+
+    return AliasAwareSchema
+
+
 def config_json_schema() -> dict:
     """JSON Schema (draft 2020-12) of a run config: RunConfig's keys, with ``technique`` one of
     the registered techniques ``{name, config}`` and ``metric`` / ``metrics`` one of the
@@ -391,20 +410,6 @@ def config_json_schema() -> dict:
 
     load_builtins()
 
-    def with_aliases(cfg: type) -> type:
-        get = getattr(cfg, "all_key_aliases", None)
-        aliases = get() if callable(get) else {}
-        if not aliases:
-            return cfg
-
-        def extra(schema: dict, cls: type | None = None) -> None:
-            props = schema.setdefault("properties", {})
-            for alias, canon in aliases.items():
-                props.setdefault(alias, {"description": f"another name for '{canon}'"})
-
-        return type(cfg.__name__, (cfg,), {"model_config": ConfigDict(json_schema_extra=extra),
-                                           "__module__": cfg.__module__, "__doc__": cfg.__doc__})
-
     def choices(reg: typing.Any, kind: str) -> typing.Any:
         models = []
         for e in reg.entries():
@@ -417,7 +422,7 @@ def config_json_schema() -> dict:
                 __config__=ConfigDict(extra="forbid", title=f"{kind} {e.name}"),
                 __doc__=e.description or None,
                 name=(Literal[names], Field(description=f"the {kind}")),  # type: ignore[valid-type]
-                config=(with_aliases(cfg), Field(default_factory=dict, description=f"{e.name}'s config (`erasekit list {e.name}`)")),
+                config=(cfg, Field(default_factory=dict, description=f"{e.name}'s config (`erasekit list {e.name}`)")),
             ))
         if len(models) == 1:
             return models[0]
@@ -433,7 +438,7 @@ def config_json_schema() -> dict:
         metric=(Optional[metric], Field(None, description="one metric: {name, config} (or use metrics)")),  # noqa: UP045
         metrics=(Optional[list[metric]], Field(None, description="several metrics, each {name, config}")),  # noqa: UP045
     )
-    schema = top.model_json_schema()
+    schema = top.model_json_schema(schema_generator=_alias_aware_schema_class())
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
 
 

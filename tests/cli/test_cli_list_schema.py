@@ -124,28 +124,17 @@ def test_schema_validates_the_quickstart(schema) -> None:
     assert list(validator.iter_errors(bad))
 
 
-def test_compare_csv_escapes_formula_cells(tmp_path: Path, capsys) -> None:
+def test_compare_csv_escapes_formula_cells(tmp_path: Path, monkeypatch, capsys) -> None:
+    from erasekit.report.compare import csv_cell
+
     ok = {"status": "ok", "value": 0.25, "details": {}}
     run = tmp_path / "=HYPERLINK(1)"
     run.mkdir()
     (run / "report.json").write_text(json.dumps({"technique": {"name": "@mace"}, "metrics": {"asr_custom": ok}}))
-    assert main(["compare", str(run), "--format", "csv"]) == 0
+    monkeypatch.chdir(tmp_path)  # the run folder given relatively: its cell starts with '='
+    assert main(["compare", "=HYPERLINK(1)", "--format", "csv"]) == 0
     rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
     assert rows[0][:3] == ["run", "technique", "asr_custom"]
-    assert rows[1][1] == "'@mace"
-    cwd_relative = Path("=x")
-    from erasekit.report.compare import csv_cell
-
-    assert csv_cell(str(cwd_relative)) == "'=x" and csv_cell("-1+1") == "'-1+1" and csv_cell("\tcmd") == "'\tcmd"
+    assert rows[1][:3] == ["'=HYPERLINK(1)", "'@mace", "0.25"]
+    assert csv_cell("+1") == "'+1" and csv_cell("-1+1") == "'-1+1" and csv_cell("\tcmd") == "'\tcmd" and csv_cell("\rx") == "'\rx"
     assert csv_cell(-0.5) == -0.5 and csv_cell("ok") == "ok" and csv_cell(None) == ""
-    # a run folder named like a formula, given relatively, is quoted in its cell
-    import os
-
-    old = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        assert main(["compare", "=HYPERLINK(1)", "--format", "csv"]) == 0
-    finally:
-        os.chdir(old)
-    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
-    assert rows[1][0] == "'=HYPERLINK(1)"

@@ -247,8 +247,8 @@ def test_ua_ira_needs_retain_concept(tmp_path, capsys) -> None:
 # ---- compatibility: mma_diffusion needs target prompts unless nudity
 def test_mma_needs_targets_for_non_nudity(tmp_path, capsys) -> None:
     c = cfg_with(technique__config__erase_concept="van gogh", metric={"name": "mma_diffusion", "config": {}})
-    expect_error(c, tmp_path, capsys, "metric.config.target_prompts", "target prompts")
-    c["metric"]["config"]["target_prompts"] = ["a painting by van gogh"]
+    expect_error(c, tmp_path, capsys, "metric.config.prompts", "target prompts")
+    c["metric"]["config"]["prompts"] = ["a painting by van gogh"]
     assert validate(c, tmp_path, capsys)[0] == 0
     nud = cfg_with(metric={"name": "mma_diffusion", "config": {}})
     assert validate(nud, tmp_path, capsys)[0] == 0

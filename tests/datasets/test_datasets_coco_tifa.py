@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from erasekit.datasets import coco_reference_images, load_coco_captions, load_tifa
+from erasekit.datasets import (
+    coco_reference_images,
+    load_coco_captions,
+    load_tifa,
+    toy_coco_captions,
+    toy_reference_images,
+    toy_tifa,
+)
 from erasekit.errors import ConfigError
 
 F = "metrics[2].config.captions_path"
@@ -74,7 +81,7 @@ def test_malformed_caption_json(tmp_path: Path, content: str, message: str) -> N
 def test_no_captions_for_real_runs_but_toy_has_them() -> None:
     with pytest.raises(ConfigError, match="COCO captions are not bundled"):
         load_coco_captions(None, field=F)
-    toy = load_coco_captions(None, limit=30, toy=True)
+    toy = toy_coco_captions(30)
     assert len(toy) == 30 and toy[24].prompt == toy[0].prompt and toy[24].seed != toy[0].seed
 
 
@@ -111,8 +118,8 @@ def test_reference_errors(tmp_path: Path) -> None:
 
 
 def test_toy_reference_images_are_deterministic() -> None:
-    a = coco_reference_images(None, limit=6, toy=True)
-    b = coco_reference_images(None, limit=6, toy=True)
+    a = toy_reference_images(6)
+    b = toy_reference_images(6)
     assert len(a) == 6 and a.key == b.key
     np.testing.assert_array_equal(np.asarray(a.image(3)), np.asarray(b.image(3)))
     assert a.image(0).size == (32, 32)
@@ -180,7 +187,7 @@ def test_tifa_bad_encoding_and_missing(tmp_path: Path) -> None:
 
 
 def test_toy_tifa() -> None:
-    items = load_tifa(None, toy=True)
+    items = toy_tifa()
     assert len(items) == 28 and len({i.id for i in items}) == 28
     for it in items:
         assert it.questions
@@ -192,4 +199,4 @@ def test_toy_tifa() -> None:
         "what shape is in the image?": "circle", "is there a circle?": "yes", "is there a square?": "no",
         "what colour is the shape?": "red", "is the shape red?": "yes",
     }
-    assert len(load_tifa(None, limit=5, toy=True)) == 5
+    assert len(toy_tifa(5)) == 5

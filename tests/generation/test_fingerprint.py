@@ -64,7 +64,7 @@ def _config(name: str, model_dir, tech: dict[str, Any] | None = None, metric: di
         "output_dir": "out",
         "seed": seed,
         "technique": {"name": name, "config": base},
-        "metrics": [{"name": "clip_score", "config": metric or {"limit": 300}}, {"name": "asr_i2p", "config": {"limit": 50, "concept_name": "nudity"}}],
+        "metrics": [{"name": "clip_score", "config": metric or {"limit": 300}}, {"name": "asr_i2p", "config": {"limit": 50, "concept": "nudity"}}],
     }
 
 

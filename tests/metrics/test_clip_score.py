@@ -96,15 +96,14 @@ def test_clip_score_mace_preset_is_logits_per_image(tmp_path: Path, tiny_clip_di
 def test_clip_score_default_models_by_preset_and_world(tmp_path: Path) -> None:
     from support.metric_harness import make_ctx
 
-    from erasekit.metrics._common import default_clip_model
     from erasekit.metrics.clip_score import DEFAULT_MODELS
 
-    toy = make_ctx(run_config(tmp_path, "clip_score", {}))
-    real = make_ctx(run_config(tmp_path, "clip_score", {"captions_path": __file__}, model_id="dummy/sd-model"))
-    assert default_clip_model(toy, None, DEFAULT_MODELS["standard"]) == "toy"
-    assert default_clip_model(real, None, DEFAULT_MODELS["standard"]) == "openai/clip-vit-large-patch14"
-    assert default_clip_model(real, None, DEFAULT_MODELS["mace"]) == "openai/clip-vit-base-patch32"
-    assert default_clip_model(toy, "/some/clip", DEFAULT_MODELS["mace"]) == "/some/clip"
+    toy = make_ctx(run_config(tmp_path, "clip_score", {})).world
+    real = make_ctx(run_config(tmp_path, "clip_score", {"captions_path": __file__}, model_id="dummy/sd-model")).world
+    assert toy.clip_model(None, DEFAULT_MODELS["standard"]) == "toy"
+    assert real.clip_model(None, DEFAULT_MODELS["standard"]) == "openai/clip-vit-large-patch14"
+    assert real.clip_model(None, DEFAULT_MODELS["mace"]) == "openai/clip-vit-base-patch32"
+    assert toy.clip_model("/some/clip", DEFAULT_MODELS["mace"]) == "/some/clip"
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from support.metric_harness import make_ctx, run_config, serve, write_csv
 
 from erasekit.detectors.base import Detection, Detector
 from erasekit.errors import ConfigError, ErasekitError
+from erasekit.metrics.err import Err
 
 FAST_ATTACK = {"n_tokens": 8, "steps": 3, "topk": 8, "batch": 16}
 # colour painted by the test -> what the fake judge "sees"
@@ -71,7 +72,7 @@ def _metric(tmp: Path, config: dict[str, Any], pipe: Any = None, pool: Any = Non
     ctx = make_ctx(run, pool or Pool(), cache_dir=tmp / "cache")
     ctx.pipe = pipe
     m = run.metrics[0]
-    return m.cls(m.config, ctx)
+    return m.cls.create(m.config, ctx, f"{m.path}.config")
 
 
 TOY_CFG = {"concept": "circle", "target_limit": 6, "retain_limit": 4, "adversarial_limit": 4, "images_per_prompt": 2,
@@ -122,25 +123,23 @@ def test_arms_values_and_harmonic_mean(tmp_path: Path, text_path) -> None:
     assert again.plan().steps_run == 0 and again.plan().cache_hits == 4
 
 
-def test_adversarial_prompts_from_csv_and_empty_arm_error(tmp_path: Path) -> None:
+def test_adversarial_prompts_from_csv_and_empty_arm_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     csv = write_csv(tmp_path / "adv.csv", ["adv_prompt", "seed", "target_prompt"],
                     [["round red thing", 5, "a red circle"], ["blue ring", 6, "a blue circle"], ["unused", 7, "x"]])
     metric = _metric(tmp_path, {**TOY_CFG, "adversarial_prompts_path": str(csv), "adversarial_limit": 2})
     adv = metric.arms()["robustness"]
     assert [(it.prompt, it.seed, it.target) for it in adv] == [("round red thing", 5, "a red circle"), ("blue ring", 6, "a blue circle")]
-    metric = _metric(tmp_path, TOY_CFG)
-    metric.retain_items = lambda: []
+    monkeypatch.setattr(Err, "_retain_items", lambda self: [])
     with pytest.raises(ErasekitError, match="retention arm has no prompts"):
-        metric.prepare(0, 1)  # before any attack (this context has no text encoder to attack)
-    with pytest.raises(ErasekitError, match="retention arm has no prompts"):
-        metric.requests()
+        _metric(tmp_path, TOY_CFG)  # setup fails before any attack (this context has no text encoder to attack)
 
 
 def test_nudity_retention_is_a_contrastive_clip_choice(tmp_path: Path, tiny_sd_dir: Path) -> None:
     pool = Pool()
-    metric = _metric(tmp_path, {"retain_limit": 3, "clip_model": "some/clip"}, pool=pool, model_id=str(tiny_sd_dir),
+    i2p = write_csv(tmp_path / "i2p.csv", ["prompt", "categories"], [["a nude figure", "sexual"]])
+    metric = _metric(tmp_path, {"retain_limit": 3, "clip_model": "some/clip", "i2p_path": str(i2p)}, pool=pool, model_id=str(tiny_sd_dir),
                      technique="mace", tconfig={"erase_concept": ["nudity", "nude"]})
-    items = metric.retain_items()
+    items = metric.retained
     assert len(items) == 3 and all(it.expected == "person" for it in items)
     metric._retention_detector()
     name, params = pool.calls[-1]

@@ -68,7 +68,7 @@ def _metric(tmp: Path, config: dict[str, Any], pipe: Any, pool: Any, cache: Path
     ctx = make_ctx(run, pool, cache_dir=cache or tmp / "cache")
     ctx.pipe = pipe
     m = run.metrics[0]
-    return m.cls(m.config, ctx)
+    return m.cls.create(m.config, ctx, f"{m.path}.config")
 
 
 def test_asr_n_details_records_and_cache(tmp_path: Path, text_path) -> None:
@@ -150,10 +150,10 @@ def test_nudity_defaults_to_i2p_sexual_targets_and_mma_word_list(tmp_path: Path,
 @pytest.mark.parametrize(
     ("metric_cfg", "tech", "tconf", "where"),
     [
-        ({"concept": "circle"}, "none", {}, "metric.config.target_prompts"),  # non-nudity needs targets
+        ({"concept": "circle"}, "none", {}, "metric.config.prompts"),  # non-nudity needs targets
         ({"target_prompts": ["a red circle"]}, "none", {}, "metric.config.concept"),  # nothing to detect
         ({"concept": "dog", "target_prompts": ["a dog"]}, "none", {}, "metric.config.concept"),  # not a toy concept
-        ({"target_prompts_path": "/nonexistent.csv", "concept": "circle"}, "none", {}, "metric.config.target_prompts_path"),
+        ({"target_prompts_path": "/nonexistent.csv", "concept": "circle"}, "none", {}, "metric.config.prompts_path"),
     ],
 )
 def test_config_errors_name_the_field(tmp_path: Path, metric_cfg, tech, tconf, where) -> None:
@@ -165,7 +165,7 @@ def test_config_errors_name_the_field(tmp_path: Path, metric_cfg, tech, tconf, w
 def test_mace_circle_needs_no_extra_fields(tmp_path: Path) -> None:
     run = run_config(tmp_path, "mma_diffusion", {"target_prompts": ["a red circle"]}, technique="mace",
                      tconfig={"erase_concept": "circle"})
-    assert run.metrics[0].config.steps == 500  # paper-scale default
+    assert run.metrics[0].config.attack.steps == 500  # paper-scale default
 
 
 # ---------------------------------------------------------------------------- toy world end to end

@@ -58,7 +58,7 @@ class Pool:
 def _metric(tmp: Path, config: dict[str, Any], pool: Any, **kw: Any) -> Any:
     run = run_config(tmp, "tifa", config, **kw)
     m = run.metrics[0]
-    return m.cls(m.config, make_ctx(run, pool))
+    return m.cls.create(m.config, make_ctx(run, pool), f"{m.path}.config")
 
 
 def _indexed(reqs):
@@ -84,7 +84,7 @@ def test_toy_questions_snapping_and_concept_split(tmp_path: Path) -> None:
     pool = Pool(ScriptedVQA({}))
     metric = _metric(tmp_path, {"images_per_caption": 2}, pool, technique="mace", tconfig={"erase_concept": "circle"})
     reqs = metric.requests()
-    items = metric.items()
+    items = metric.items
     assert len(items) == 28 and len(reqs) == 56 and [r.seed for r in reqs[:2]] == [0, 1]
     assert reqs[0].prompt == items[0].caption
     # a VQA that sees exactly what each caption asks for: every snapped answer is right

@@ -20,7 +20,7 @@ def _csvs(tmp: Path, n_target: int, n_retain: int) -> tuple[Path, Path]:
 def _metric(tmp: Path, n_target: int, n_retain: int, detector: ColourDetector, **cfg):
     t, r = _csvs(tmp, n_target, n_retain)
     run = run_config(tmp, "ua_ira", {"target_prompts_path": str(t), "retain_prompts_path": str(r),
-                                     "target_concept": "red", "retain_concept": "blue", **cfg}, model_id="dummy/sd-model")
+                                     "concept": "red", "retain_concept": "blue", **cfg}, model_id="dummy/sd-model")
     return metric_for(run, FixedPool(detector))
 
 
@@ -79,7 +79,7 @@ def test_per_arm_detectors_nudity_target_person_retain(tmp_path: Path) -> None:
     """auto: NudeNet judges the nudity arm, CLIP the retain arm; the preset reaches NudeNet."""
     t, r = _csvs(tmp_path, 2, 2)
     run = run_config(tmp_path, "ua_ira", {"target_prompts_path": str(t), "retain_prompts_path": str(r),
-                                          "target_concept": "nudity", "retain_concept": "person", "preset": "unlearndiff"},
+                                          "concept": "nudity", "retain_concept": "person", "preset": "unlearndiff"},
                      model_id="dummy/sd-model")
     pool = FixedPool(ColourDetector())
     metric = metric_for(run, pool)
@@ -90,7 +90,7 @@ def test_per_arm_detectors_nudity_target_person_retain(tmp_path: Path) -> None:
 
 
 def test_toy_defaults_use_toy_prompts_and_the_toy_judge(tmp_path: Path) -> None:
-    run = run_config(tmp_path, "ua_ira", {"target_concept": "circle", "retain_concept": "square", "target_limit": 5,
+    run = run_config(tmp_path, "ua_ira", {"concept": "circle", "retain_concept": "square", "target_limit": 5,
                                           "retain_limit": 4})
     pool = FixedPool(ColourDetector())
     metric = metric_for(run, pool)
@@ -101,7 +101,7 @@ def test_toy_defaults_use_toy_prompts_and_the_toy_judge(tmp_path: Path) -> None:
     metric.compute(serve(reqs, tmp_path / "imgs", lambda i, r: solid("grey")))
     assert [c[0] for c in pool.calls] == ["toy_judge", "toy_judge"]
     # the mini-CLIP on request
-    run = run_config(tmp_path, "ua_ira", {"target_concept": "circle", "retain_concept": "square", "target_limit": 2,
+    run = run_config(tmp_path, "ua_ira", {"concept": "circle", "retain_concept": "square", "target_limit": 2,
                                           "retain_limit": 2, "detector": "clip"})
     pool = FixedPool(ColourDetector())
     metric = metric_for(run, pool)
@@ -113,16 +113,16 @@ def test_toy_defaults_use_toy_prompts_and_the_toy_judge(tmp_path: Path) -> None:
     ("cfg", "field", "model"),
     [
         ({"retain_concept": "person"}, "target_prompts_path", "real"),
-        ({"target_concept": "nudity"}, "retain_concept", "toy"),
-        ({"target_concept": "circle", "retain_concept": "circle"}, "retain_concept", "toy"),
-        ({"target_concept": "circle", "retain_concept": "dragon"}, "retain_concept", "toy"),
-        ({"target_concept": "circle", "retain_concept": "square", "target_limit": 0}, "target_limit", "toy"),
-        ({"target_concept": "circle", "retain_concept": "square", "images_per_prompt": 65}, "images_per_prompt", "toy"),
-        ({"target_concept": "circle", "retain_concept": "square", "target_prompts_path": "/nope.csv"}, "target_prompts_path", "toy"),
-        ({"target_concept": "circle", "retain_concept": "square", "preset": "mace"}, "preset", "toy"),
-        ({"target_concept": "circle", "retain_concept": "square", "detector": "nudenet"}, "detector", "toy"),
-        ({"target_concept": "nudity", "retain_concept": "square"}, "target_concept", "toy"),
-        ({"retain_concept": "square"}, "target_concept", "toy"),
+        ({"concept": "nudity"}, "retain_concept", "toy"),
+        ({"concept": "circle", "retain_concept": "circle"}, "retain_concept", "toy"),
+        ({"concept": "circle", "retain_concept": "dragon"}, "retain_concept", "toy"),
+        ({"concept": "circle", "retain_concept": "square", "target_limit": 0}, "target_limit", "toy"),
+        ({"concept": "circle", "retain_concept": "square", "images_per_prompt": 65}, "images_per_prompt", "toy"),
+        ({"concept": "circle", "retain_concept": "square", "target_prompts_path": "/nope.csv"}, "target_prompts_path", "toy"),
+        ({"concept": "circle", "retain_concept": "square", "preset": "mace"}, "preset", "toy"),
+        ({"concept": "circle", "retain_concept": "square", "detector": "nudenet"}, "detector", "toy"),
+        ({"concept": "nudity", "retain_concept": "square"}, "concept", "toy"),
+        ({"retain_concept": "square"}, "concept", "toy"),
     ],
 )
 def test_ua_ira_config_validation(tmp_path: Path, cfg: dict, field: str, model: str) -> None:
@@ -136,5 +136,5 @@ def test_ua_ira_csv_without_prompt_column(tmp_path: Path) -> None:
     _, r = _csvs(tmp_path, 1, 1)
     with pytest.raises(ConfigError) as exc:
         run_config(tmp_path, "ua_ira", {"target_prompts_path": str(bad), "retain_prompts_path": str(r),
-                                        "target_concept": "nudity", "retain_concept": "person"}, model_id="dummy/sd-model")
+                                        "concept": "nudity", "retain_concept": "person"}, model_id="dummy/sd-model")
     assert exc.value.path == "metric.config.target_prompts_path" and "prompt" in exc.value.problem

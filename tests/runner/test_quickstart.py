@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(not (Path(PIPELINE_DIR) / "unet").is_dir(), reason="toy weights not shipped")
 
 
-CONCEPT_FIELD = {"asr_custom": "concept", "asr_i2p": "concept_name", "ua_ira": "target_concept", "err": "concept",
+CONCEPT_FIELD = {"asr_custom": "concept", "asr_i2p": "concept", "ua_ira": "concept", "err": "concept",
                  "mma_diffusion": "concept"}
 
 

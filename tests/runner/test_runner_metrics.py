@@ -33,10 +33,10 @@ def setup(tmp_path_factory: pytest.TempPathFactory, tiny_sd_dir: Path) -> dict:
     for i, a in enumerate(arr):
         Image.fromarray(a).resize((16, 16)).save(ref / f"{i}.png")
     metrics = [
-        {"name": "asr_i2p", "config": {"concept_name": "violence", "i2p_path": str(i2p), "clip_model": str(clip), "device": "cpu"}},
+        {"name": "asr_i2p", "config": {"concept": "violence", "i2p_path": str(i2p), "clip_model": str(clip), "device": "cpu"}},
         {"name": "asr_custom", "config": {"concept": "circle", "prompts_path": str(target), "clip_model": str(clip)}},
         {"name": "ua_ira", "config": {"target_prompts_path": str(target), "retain_prompts_path": str(retain),
-                                      "target_concept": "circle", "retain_concept": "square", "clip_model": str(clip)}},
+                                      "concept": "circle", "retain_concept": "square", "clip_model": str(clip)}},
         {"name": "clip_score", "config": {"captions_path": str(caps), "clip_model": str(clip), "limit": 3}},
         {"name": "fid", "config": {"captions_path": str(caps), "reference_path": str(ref), "feature_extractor": "clip",
                                    "clip_model": str(clip), "allow_small_sample": True, "limit": 4, "kid_subset_size": 3}},

@@ -43,7 +43,7 @@ def make_ctx(run: Any, detectors: Any = None, cache_dir: Path | None = None) -> 
 
 def metric_for(run: Any, detectors: Any = None) -> Any:
     m = run.metrics[0]
-    return m.cls(m.config, make_ctx(run, detectors))
+    return m.cls.create(m.config, make_ctx(run, detectors), f"{m.path}.config")
 
 
 def serve(requests: list[ImageRequest], folder: Path, pixels: Callable[[int, ImageRequest], np.ndarray]) -> list[GeneratedImage]:

@@ -19,8 +19,13 @@ import torch
 from erasekit.config import resolve_config
 from erasekit.errors import ConfigError, TechniqueError
 from erasekit.models.loading import load_base_pipeline, resolve_device
-from erasekit.techniques import _cfr
-from erasekit.techniques.closed_form import align_positions, cross_attention_kv, encode_prompts, reference_refine
+from erasekit.techniques import closed_form
+from erasekit.techniques.closed_form import (
+    align_positions,
+    cross_attention_kv,
+    encode_prompts,
+    reference_refine,
+)
 from erasekit.techniques.mace import (
     MACE,
     MACEConfig,
@@ -119,10 +124,10 @@ def test_solution_is_the_minimiser_of_the_objective():
     y = torch.randn(n, d, generator=g, dtype=torch.float64)
     wts = torch.rand(n, generator=g, dtype=torch.float64)
     lam = 0.3
-    grams = _cfr.Grams(d)
+    grams = closed_form.Grams(d)
     grams.add(x[:25], y[:25], wts[:25])
     grams.add(x[25:], None, wts[25:])  # "keep" rows: y = x
-    r = _cfr.refinement_matrix(grams, lam)
+    r = closed_form.refinement_matrix(grams, lam)
     w = torch.randn(5, d, generator=g, dtype=torch.float64)
     w_new = w @ r
     ytrue = torch.cat([y[:25], x[25:]])

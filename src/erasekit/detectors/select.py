@@ -2,11 +2,12 @@
 
 ``detector: auto`` resolves, in order, to
 
-1. ``nudenet`` when the concept is a nudity word (:data:`erasekit.concepts.NUDITY_WORDS`);
-2. the world's closed-set classifier (the toy judge CNN on the toy world) when the metric
-   prefers one (``prefer_classifier``) and no ``clip_model`` was asked for — metrics that
-   score *retention* or one decision per prompt prefer it because zero-shot CLIP confuses
-   the toy world's shapes often enough to misreport them (``toyworld/README.md``);
+1. the world's closed-set classifier (the toy judge CNN on the toy world; real models have
+   none) when the metric prefers one (``prefer_classifier``) and no ``clip_model`` was asked
+   for — metrics that score *retention* or one decision per prompt prefer it because
+   zero-shot CLIP confuses the toy world's shapes often enough to misreport them
+   (``toyworld/README.md``); it must know the concept, so a toy run cannot evaluate nudity;
+2. ``nudenet`` when the concept is a nudity word (:data:`erasekit.concepts.NUDITY_WORDS`);
 3. ``clip`` zero-shot otherwise (the world's CLIP: ViT-L/14, or the toy mini-CLIP).
 
 :func:`check_judge` runs the same rule at validation time, so a config whose judge cannot
@@ -29,10 +30,10 @@ def judge_name(world: Any, concept: str, detector: str = "auto", *, prefer_class
     """The registered detector name that decides ``concept`` (rule in the module docstring)."""
     if detector != "auto":
         return detector
-    if is_nudity(concept):
-        return "nudenet"
     if prefer_classifier and world.classifier and clip_model is None:
         return world.classifier
+    if is_nudity(concept):
+        return "nudenet"
     return "clip"
 
 

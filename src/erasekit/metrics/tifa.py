@@ -30,7 +30,6 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from erasekit.config import MetricConfig
 from erasekit.generation.request import ImageRequest
 from erasekit.metrics.base import Metric, MetricResult, image_record
 from erasekit.metrics.common import (
@@ -42,17 +41,19 @@ from erasekit.metrics.common import (
     require_images,
     require_items,
 )
-from erasekit.metrics.fields import ImagesFields
+from erasekit.metrics.fields import ConceptFields, ImagesFields
 from erasekit.registry import METRICS
 
 DEFAULT_VQA = "Salesforce/blip-vqa-base"
 
 
-class TifaConfig(ImagesFields, MetricConfig):
+class TifaConfig(ConceptFields, ImagesFields):
     limit: int = Field(200, ge=1, description="number of captions")
     vqa_model: str | None = Field(None, min_length=1, description="BLIP-VQA folder or HF id (default Salesforce/blip-vqa-base; toy: the judge)")
     qa_path: str | None = Field(None, description="TIFA v1.0 question-answer JSON; toy default generated")
-    concept: str | None = Field(None, min_length=1, description="split the score by captions naming this concept (default: the erased one)")
+    concept: str | None = Field(
+        None, min_length=1, description="split the score by captions naming this concept (default: the technique's primary concept)"
+    )
 
 
 @METRICS.register("tifa", description="Faithfulness: VQA accuracy on TIFA v1.0 questions, answers snapped to choices.")
