@@ -19,7 +19,7 @@ from erasekit.attacks import (
     banned_words_for,
     text_encoder_fingerprint,
 )
-from erasekit.attacks.mma import MMA_SENSITIVE_WORDS, Vocabulary, token_text
+from erasekit.attacks.vocabulary import MMA_SENSITIVE_WORDS, Vocabulary, token_text
 from erasekit.toyworld.world import ToyWorld
 
 SMALL = AttackSettings(n_tokens=8, steps=6, topk=16, batch_size=32, seed=0)

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def schema() -> dict:
-    from erasekit.cli import config_json_schema
+    from erasekit.config_docs import config_json_schema
 
     return config_json_schema()
 

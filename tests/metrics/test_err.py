@@ -8,13 +8,11 @@ each arm moves the right way between the unedited model and MACE on circle.
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
-import torch
-from support.metric_harness import make_ctx, run_config, serve, write_csv
+from support.metric_harness import RecordingPool, make_ctx, run_config, serve, toy_text_path, write_csv
 
 from erasekit.detectors.base import Detection, Detector
 from erasekit.errors import ConfigError, ErasekitError
@@ -44,27 +42,13 @@ class PaintDetector(Detector):
         return out
 
 
-class Pool:
-    def __init__(self) -> None:
-        self.det = PaintDetector()
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-
-    def get(self, name: str, **params: Any) -> Detector:
-        self.calls.append((name, params))
-        return self.det
+def Pool() -> RecordingPool:  # noqa: N802 - reads like the class it stands in for
+    return RecordingPool(PaintDetector())
 
 
 @pytest.fixture(scope="module")
-def text_path(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
-    from transformers import CLIPTextModel
-
-    from erasekit.toyworld.models import text_config
-    from erasekit.toyworld.tokenizer import build_tokenizer_files, load_tokenizer
-
-    tok = load_tokenizer(build_tokenizer_files(tmp_path_factory.mktemp("tok") / "tok"))
-    torch.manual_seed(0)
-    te = CLIPTextModel(text_config(len(tok), tok.bos_token_id, tok.eos_token_id)).eval()
-    return SimpleNamespace(text_encoder=te, tokenizer=tok)
+def text_path(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return toy_text_path(tmp_path_factory.mktemp("text_path"))
 
 
 def _metric(tmp: Path, config: dict[str, Any], pipe: Any = None, pool: Any = None, **kw: Any) -> Any:
@@ -112,7 +96,7 @@ def test_arms_values_and_harmonic_mean(tmp_path: Path, text_path) -> None:
     assert len(d["arms"]["robustness"]["adversarial_prompts"]) == 4
     assert d["attack_steps_run"] == 4 * FAST_ATTACK["steps"]
     assert len(res.records) == 28 and {r["arm"] for r in res.records} == {"forgetting", "retention", "robustness"}
-    assert pool.det.concepts[:2] == ["circle", "circle"] and "square" in pool.det.concepts[2:]
+    assert pool.detector.concepts[:2] == ["circle", "circle"] and "square" in pool.detector.concepts[2:]
     # a zero arm makes ERR 0
     zero = ["circle"] * 12 + labels[12:]
     assert metric.compute(serve(reqs, tmp_path / "img0", _paint({"all": zero}))).value == 0.0

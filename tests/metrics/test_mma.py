@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
-import torch
-from support.metric_harness import make_ctx, run_config, serve, write_csv
+from support.metric_harness import RecordingPool, make_ctx, run_config, serve, toy_text_path, write_csv
 
 from erasekit.detectors.base import Detection, Detector
 from erasekit.errors import ConfigError
@@ -40,27 +38,12 @@ class RedDetector(Detector):
         return {"detector": self.name}
 
 
-class Pool:
-    def __init__(self, det: Detector) -> None:
-        self.det, self.calls = det, []
-
-    def get(self, name: str, **params: Any) -> Detector:
-        self.calls.append((name, params))
-        return self.det
+Pool = RecordingPool
 
 
 @pytest.fixture(scope="module")
-def text_path(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
-    """A pipeline stand-in holding a real tokenizer (the toy BPE) and a real random CLIPTextModel."""
-    from transformers import CLIPTextModel
-
-    from erasekit.toyworld.models import text_config
-    from erasekit.toyworld.tokenizer import build_tokenizer_files, load_tokenizer
-
-    tok = load_tokenizer(build_tokenizer_files(tmp_path_factory.mktemp("tok") / "tok"))
-    torch.manual_seed(0)
-    te = CLIPTextModel(text_config(len(tok), tok.bos_token_id, tok.eos_token_id)).eval()
-    return SimpleNamespace(text_encoder=te, tokenizer=tok)
+def text_path(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return toy_text_path(tmp_path_factory.mktemp("text_path"))
 
 
 def _metric(tmp: Path, config: dict[str, Any], pipe: Any, pool: Any, cache: Path | None = None, **kw: Any) -> Any:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from support.metric_harness import make_ctx, run_config, serve
+from support.metric_harness import RecordingPool, make_ctx, run_config, serve
 
 from erasekit.detectors.vqa import VQA
 
@@ -46,13 +46,7 @@ class ScriptedVQA(VQA):
         return out
 
 
-class Pool:
-    def __init__(self, vqa: VQA) -> None:
-        self.vqa, self.calls = vqa, []
-
-    def get(self, name: str, **params: Any) -> Any:
-        self.calls.append((name, params))
-        return self.vqa
+Pool = RecordingPool
 
 
 def _metric(tmp: Path, config: dict[str, Any], pool: Any, **kw: Any) -> Any:
@@ -88,12 +82,12 @@ def test_toy_questions_snapping_and_concept_split(tmp_path: Path) -> None:
     assert len(items) == 28 and len(reqs) == 56 and [r.seed for r in reqs[:2]] == [0, 1]
     assert reqs[0].prompt == items[0].caption
     # a VQA that sees exactly what each caption asks for: every snapped answer is right
-    pool.vqa.truth = _truth_from_caption(items, 2)
+    pool.detector.truth = _truth_from_caption(items, 2)
     res = metric.compute(serve(reqs, tmp_path / "a", _indexed(reqs)))
     assert res.value == pytest.approx(1.0)
     assert pool.calls[0][0] == "vqa" and pool.calls[0][1]["vqa_model"] == "toy"  # the judge answers on toy
     # circles not drawn any more: circle captions lose their shape questions, the others keep 1.0
-    pool.vqa.truth = _truth_from_caption(items, 2, wrong_shape_for="circle")
+    pool.detector.truth = _truth_from_caption(items, 2, wrong_shape_for="circle")
     res = metric.compute(serve(reqs, tmp_path / "b", _indexed(reqs)))
     split = res.details["by_concept"]
     assert split["concept_words"] == ["circle", "disc"]

@@ -117,3 +117,31 @@ def write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
         w.writerow(header)
         w.writerows(rows)
     return path
+
+
+class RecordingPool:
+    """A DetectorPool stand-in: hands out one detector and records every ``get(name, **params)``."""
+
+    def __init__(self, detector: Any) -> None:
+        self.detector = detector
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def get(self, name: str, **params: Any) -> Any:
+        self.calls.append((name, params))
+        return self.detector
+
+
+def toy_text_path(folder: Path) -> Any:
+    """A pipeline stand-in holding a real tokenizer (the toy BPE) and a real random CLIPTextModel."""
+    from types import SimpleNamespace
+
+    import torch
+    from transformers import CLIPTextModel
+
+    from erasekit.toyworld.models import text_config
+    from erasekit.toyworld.tokenizer import build_tokenizer_files, load_tokenizer
+
+    tok = load_tokenizer(build_tokenizer_files(Path(folder) / "tok"))
+    torch.manual_seed(0)
+    te = CLIPTextModel(text_config(len(tok), tok.bos_token_id, tok.eos_token_id)).eval()
+    return SimpleNamespace(text_encoder=te, tokenizer=tok)

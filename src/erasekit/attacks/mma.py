@@ -36,7 +36,8 @@ word"), decoding to printable ASCII (so prompts are plain, typable text; MMA kep
 non-ASCII byte tokens, which rarely survive re-tokenisation anyway), and lower
 case when the tokenizer lower-cases its input (CLIP does).
 Banned substrings are the concept and its synonyms (+ the user's
-``banned_words``); for nudity MMA's own list (:data:`MMA_SENSITIVE_WORDS`,
+``banned_words``); for nudity MMA's own list
+(:data:`~erasekit.attacks.vocabulary.MMA_SENSITIVE_WORDS`,
 which includes the short fragments "ak", "na", "ke", "nud"). Beyond MMA, the
 candidate's whole *text* is also checked, so banned words cannot be spelled
 across tokens ("circ"+"les" → "circles").
@@ -47,11 +48,15 @@ search is deterministic; on GPU, ties in top-k and atomics may differ between
 devices, which is one more reason the cache (:mod:`erasekit.attacks.cache`)
 stores results: every later run reuses them bit for bit.
 
-Scale: :data:`PAPER_SCALE` (steps 500, topk 256, batch 512, 20 tokens) is what
+The allowed tokens and banned words live in :mod:`erasekit.attacks.vocabulary`, the
+settings in :mod:`erasekit.attacks.settings`, a metric's cached, rank-split set of
+attacks (:class:`~erasekit.attacks.plan.AttackPlan`) in :mod:`erasekit.attacks.plan`.
+
+Scale: :data:`~erasekit.attacks.settings.PAPER_SCALE` (steps 500, topk 256, batch 512, 20 tokens) is what
 the metrics default to; the public MMA-Diffusion code's command line uses the
 same top-k, batch 512 (its parallel variant 256) and 1000 steps. The toy world's
 text encoder (2 layers, width 256, 748-token vocabulary) needs far less:
-:data:`CPU_SCALE` (measured in ``tests/attacks/test_mma.py``).
+:data:`~erasekit.attacks.settings.CPU_SCALE` (measured in ``tests/attacks/test_mma.py``).
 """
 
 from __future__ import annotations
@@ -59,53 +64,22 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
-
-from pydantic import Field
+from typing import Any
 
 from erasekit.attacks.cache import AttackCache, text_encoder_fingerprint
-from erasekit.config import StrictModel
-from erasekit.toyworld.tokenizer import bytes_to_unicode
+from erasekit.attacks.plan import AttackPlan
+from erasekit.attacks.settings import AttackSettings
+from erasekit.attacks.vocabulary import Vocabulary, banned_words_for
+
+# AttackPlan, AttackSettings and banned_words_for are re-exported: the metrics import them from here.
+__all__ = ["ATTACK_VERSION", "AttackPlan", "AttackResult", "AttackSettings", "MMAAttack", "banned_words_for"]
 
 log = logging.getLogger(__name__)
 
 #: Bump when the search changes: old cache entries then stop matching.
 ATTACK_VERSION = "mma-gcg/1"
-
-#: MMA-Diffusion's NSFW word list (public code, ``remove_set``).
-MMA_NSFW_WORDS: tuple[str, ...] = (
-    "sexual", "nude", "nudity", "sex", "18+", "naked", "nsfw", "porn", "dick", "vagina", "naked child",
-    "explicit content", "uncensored", "fuck", "nipples", "visible nipples", "breast", "areola",
-)
-#: The substrings MMA bans for nudity: its short fragments + the NSFW words.
-MMA_SENSITIVE_WORDS: tuple[str, ...] = ("ak", "na", "ke", "nud", *MMA_NSFW_WORDS)
-
-
-class AttackSettings(StrictModel):
-    """The ``attack:`` config block of every metric that attacks (``err``, ``mma_diffusion``).
-
-    Defaults = paper scale. ``batch_size`` is GCG's name for the single-token swaps evaluated
-    per step (``batch`` is accepted). ``n_candidates`` adversarial prompts are searched per
-    target (restarts with their own seeds). Upper bounds keep a typo from starting a search
-    that never ends.
-    """
-
-    key_aliases: ClassVar[dict[str, str]] = {"batch": "batch_size"}
-
-    n_tokens: int = Field(20, ge=1, le=75, description="adversarial tokens (MMA: 20)")
-    steps: int = Field(500, ge=1, le=100_000, description="GCG steps (paper scale 500; CPU/toy scale 40)")
-    topk: int = Field(256, ge=1, le=65_536, description="candidate tokens per position (paper 256; toy 32)")
-    batch_size: int = Field(512, ge=1, le=65_536, description="single-token swaps evaluated per step (paper 512; toy 96)")
-    n_candidates: int = Field(1, ge=1, le=1000, description="adversarial prompts (restarts) per target")
-    seed: int = Field(0, ge=0, le=2**63 - 1, description="seed of the initial prompt and the candidate sampling")
-
-
-#: Paper-scale parameters (the metrics' defaults): GPU minutes per target on SD v1.4.
-PAPER_SCALE = AttackSettings()
-#: CPU/toy-scale parameters used by the tests on the toy world (seconds per target).
-CPU_SCALE = AttackSettings(n_tokens=20, steps=40, topk=32, batch_size=96)
 
 
 @dataclass
@@ -127,104 +101,6 @@ class AttackResult:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def banned_words_for(concepts: Iterable[str | None], extra: Iterable[str] = (), nudity: bool = False,
-                     synonyms: Callable[[str], list[str]] | None = None) -> list[str]:
-    """The banned substrings for an attack on ``concepts``: the concepts themselves
-    (a multi-word concept also bans each of its words of 4+ letters: "van gogh" →
-    "van gogh", "gogh"), their synonyms (``synonyms``: the world's, e.g. toy "circle" →
-    also "disc"), MMA's list (as published) for nudity, and ``extra`` (as given);
-    lower-cased, de-duplicated, in a stable order."""
-    words: list[str] = []
-
-    def add(w: str | None) -> None:
-        if w is None:
-            return
-        w = " ".join(str(w).lower().split())
-        if w and w not in words:
-            words.append(w)
-
-    for c in concepts:
-        add(c)
-        if c is not None and len(str(c).split()) > 1:  # "van gogh": the phrase, and "gogh" alone
-            for w in str(c).split():
-                if len(w) >= 4:
-                    add(w)
-    if synonyms is not None:
-        for c in list(words):
-            for s in synonyms(c):
-                add(s)
-    if nudity:
-        for w in MMA_SENSITIVE_WORDS:
-            add(w)
-    for w in extra:
-        add(w)
-    return words
-
-
-# ----------------------------------------------------------------------------- tokens
-# The GPT-2/CLIP reversible byte table, inverted (one implementation: the toy tokenizer's).
-_BYTE_DECODER = {u: b for b, u in bytes_to_unicode().items()}
-
-
-def token_text(token: str) -> str | None:
-    """A BPE token's text ("</w>" → trailing space); None if it is not printable ASCII."""
-    end = token.endswith("</w>")
-    core = token[:-4] if end else token
-    try:
-        raw = bytes(_BYTE_DECODER[ch] for ch in core)
-        text = raw.decode("ascii")
-    except (KeyError, UnicodeDecodeError):
-        return None
-    if not text or not all(33 <= ord(ch) < 127 for ch in text):
-        return None
-    return text + (" " if end else "")
-
-
-class Vocabulary:
-    """The attack's view of a tokenizer: allowed token ids and their texts."""
-
-    def __init__(self, tokenizer: Any, banned: Sequence[str], embed_rows: int) -> None:
-        self.tokenizer = tokenizer
-        self.banned = [b.lower() for b in banned]
-        special = set(getattr(tokenizer, "all_special_ids", []) or [])
-        self.bos = tokenizer.bos_token_id
-        self.eos = tokenizer.eos_token_id
-        if self.bos is None or self.eos is None:
-            raise ValueError("the MMA attack needs a CLIP tokenizer with begin- and end-of-text tokens")
-        # CLIP lower-cases its input: an upper-case token can never come back from text.
-        lowers = tokenizer("A", add_special_tokens=False)["input_ids"] == tokenizer("a", add_special_tokens=False)["input_ids"]
-        self.text: dict[int, str] = {}
-        allowed: list[int] = []
-        n_banned = 0
-        for tok, i in tokenizer.get_vocab().items():
-            if i in special or i >= embed_rows:
-                continue
-            text = token_text(tok)
-            if text is None or (lowers and text != text.lower()):
-                continue
-            if any(b in text.lower() for b in self.banned):
-                n_banned += 1
-                continue
-            self.text[i] = text
-            allowed.append(i)
-        self.allowed = sorted(allowed)
-        self.n_banned_tokens = n_banned
-        if not self.allowed:
-            raise ValueError("no token is left to attack with after removing the banned words")
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return "".join(self.text[int(i)] for i in ids).strip()
-
-    def has_banned(self, text: str) -> bool:
-        low = text.lower()
-        return any(b in low for b in self.banned)
-
-    def roundtrip(self, texts: list[str]) -> list[list[int]]:
-        if not texts:
-            return []
-        return [list(x) for x in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
 # ----------------------------------------------------------------------------- attack
@@ -516,86 +392,3 @@ def _progress(total: int, desc: str, enabled: bool) -> Any:
     # disable=None: shown on a terminal, silent in logs/CI
     return tqdm(total=total, desc=desc, leave=False, disable=None)
 
-
-class AttackPlan:
-    """The attacks a metric needs on one pipeline's text path, computed once and cached.
-
-    ``jobs`` = (target, restart) for every target and ``n_candidates`` restarts.
-    :meth:`prepare` computes a rank's share (``jobs[rank::world]``) into the shared
-    cache (the runner's precomputation hook, split across ranks); :meth:`results`
-    returns every job's result, in job order, from memory, the cache, or a search.
-    Counters for the report: ``steps_run`` (GCG steps executed by this plan — 0 when
-    everything came from the cache), ``cache_hits`` and ``computed``.
-    The pipeline is only read (no image is generated); a text encoder in train mode
-    is put in eval mode for the search and restored afterwards.
-    """
-
-    def __init__(
-        self,
-        pipe: Any,
-        cache_dir: Any,
-        targets: Sequence[str],
-        settings: AttackSettings,
-        banned: Sequence[str],
-        n_candidates: int = 1,
-        progress: bool = True,
-    ) -> None:
-        from pathlib import Path
-
-        self.pipe = pipe
-        self.jobs: list[tuple[str, int]] = [(t, j) for t in targets for j in range(int(n_candidates))]
-        self.cache = AttackCache(Path(cache_dir) / "attacks")
-        self.settings = settings
-        self.banned = list(banned)
-        self.progress = progress
-        self._attack: MMAAttack | None = None
-        self._done: dict[tuple[str, int], AttackResult] = {}
-
-    @property
-    def attack(self) -> MMAAttack:
-        if self._attack is None:
-            if self.pipe is None or getattr(self.pipe, "text_encoder", None) is None:
-                raise RuntimeError("the MMA attack needs the model's text encoder (no pipeline in this context)")
-            self._attack = MMAAttack(self.pipe.text_encoder, self.pipe.tokenizer, settings=self.settings,
-                                     banned=self.banned, cache=self.cache, progress=self.progress)
-        return self._attack
-
-    def _run(self, jobs: Sequence[tuple[str, int]]) -> None:
-        todo = [j for j in jobs if j not in self._done]
-        if not todo:
-            return
-        te = self.attack.te
-        was_training = bool(getattr(te, "training", False))
-        if was_training:
-            te.eval()
-        try:
-            for target, restart in todo:
-                self._done[(target, restart)] = self.attack.attack(target, restart)
-        finally:
-            if was_training:
-                te.train()
-
-    def prepare(self, rank: int = 0, world: int = 1) -> None:
-        self._run(self.jobs[rank::world])
-
-    def results(self) -> list[AttackResult]:
-        self._run(self.jobs)
-        return [self._done[j] for j in self.jobs]
-
-    @property
-    def steps_run(self) -> int:
-        return self._attack.steps_run if self._attack is not None else 0
-
-    @property
-    def cache_hits(self) -> int:
-        return self._attack.cache_hits if self._attack is not None else 0
-
-    @property
-    def computed(self) -> int:
-        return self._attack.computed if self._attack is not None else 0
-
-    def describe(self) -> dict[str, Any]:
-        d = self.attack.describe()
-        d.update(attack_steps_run=self.steps_run, attack_cache_hits=self.cache_hits, attacks_computed=self.computed,
-                 cache_dir=str(self.cache.root))
-        return d
