@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -48,6 +49,15 @@ class StrictModel(BaseModel):
         for klass in reversed(cls.__mro__):
             out.update(klass.__dict__.get("key_aliases", {}))
         return out
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _bounded_ints(cls, v: Any) -> Any:
+        """No config number needs more than 64 bits; a 5000-digit integer is a typo or an attack
+        (and cannot even be printed or hashed)."""
+        if isinstance(v, int) and not isinstance(v, bool) and abs(v) > 2**63 - 1:
+            raise ValueError("integer too large (at most 2**63 - 1)")
+        return v
 
     @model_validator(mode="before")
     @classmethod
@@ -162,7 +172,7 @@ class ResolvedRun:
 
     @property
     def output_dir(self) -> Path:
-        return Path(self.raw.output_dir)
+        return Path(self.raw.output_dir).expanduser()
 
     @property
     def world(self) -> World:
@@ -173,7 +183,7 @@ class ResolvedRun:
 
     @property
     def cache_dir(self) -> Path:
-        return Path(self.raw.cache_dir) if self.raw.cache_dir else self.output_dir / "cache"
+        return Path(self.raw.cache_dir).expanduser() if self.raw.cache_dir else self.output_dir / "cache"
 
     def concepts(self) -> list[str]:
         """The concepts the technique erases (first = primary), empty for the baseline."""
@@ -284,6 +294,22 @@ def _first_model(ann: Any) -> type[BaseModel] | None:
     return None
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 2, 50, 50, 40
+_REPR.maxlist = _REPR.maxdict = _REPR.maxtuple = _REPR.maxset = 4
+
+
+def _short_repr(value: Any) -> str:
+    """At most ~60 characters of a value, computed without building the whole repr (a YAML
+    "billion laughs" value or a 5000-digit integer must not cost seconds or crash the message)."""
+    try:
+        shown = _REPR.repr(value)
+    except Exception:  # noqa: BLE001 - e.g. int too large to convert to str
+        shown = f"<{type(value).__name__}>"
+    shown = shown.encode("unicode_escape").decode("ascii")
+    return shown if len(shown) <= 60 else shown[:57] + "..."
+
+
 def validation_to_config_error(exc: ValidationError, prefix: str, model: type[BaseModel] | None) -> ConfigError:
     """Turn pydantic's first error into our one-line ConfigError."""
     err = exc.errors(include_url=False)[0]
@@ -296,10 +322,7 @@ def validation_to_config_error(exc: ValidationError, prefix: str, model: type[Ba
     if err.get("type") == "extra_forbidden":
         msg = "unknown key"
     elif err.get("type") != "missing" and "input" in err:
-        shown = repr(err["input"])
-        if len(shown) > 60:
-            shown = shown[:57] + "..."
-        msg = f"{msg} (got {shown})"
+        msg = f"{msg[:120]} (got {_short_repr(err['input'])})"
     return ConfigError(path, msg, _fix_for(err, model, fields))
 
 
@@ -317,18 +340,54 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(str(path), f"cannot read config file ({exc.__class__.__name__})", "save it as UTF-8 text") from None
     try:
         if p.suffix.lower() == ".json":
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
         else:
-            data = yaml.safe_load(text)  # safe_load: a config can never construct Python objects
+            data = yaml.load(text, Loader=_StrictSafeLoader)  # a SafeLoader: never constructs Python objects
     except json.JSONDecodeError as exc:
         raise ConfigError(str(path), f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})", "fix the syntax") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise ConfigError(str(path), f"not valid YAML{where}", "fix the syntax") from None
+        problem = f": {str(exc.problem)[:80]}" if getattr(exc, "problem", None) else ""
+        raise ConfigError(str(path), f"not valid YAML{where}{problem}", "fix the syntax") from None
+    except RecursionError:
+        raise ConfigError(str(path), "the file is nested too deeply", "a run config is a few levels deep; check the file") from None
+    except _DuplicateKey as exc:
+        raise ConfigError(str(path), f"duplicate key {exc.key!r}", "keep one of them (the last one would silently win)") from None
+    except (ValueError, TypeError, OverflowError) as exc:  # e.g. YAML's `!!int 'abc'`
+        raise ConfigError(str(path), f"a value cannot be read ({exc.__class__.__name__}: {str(exc)[:80]})", "fix the value") from None
     if not isinstance(data, dict):
         raise ConfigError("<config>", f"the top level must be a mapping, got {type(data).__name__}", "start the file with output_dir, technique and metric(s) keys")
     return data
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: Any) -> None:
+        super().__init__(key)
+        self.key = _short_repr(key).strip("'")
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(k)
+        out[k] = v
+    return out
+
+
+class _StrictSafeLoader(yaml.SafeLoader):
+    """YAML's safe loader, but a key given twice in one mapping is an error (not "last wins")."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                key = self.construct_scalar(key_node)
+                if key in seen:
+                    raise _DuplicateKey(key)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def load_config(path: str | Path) -> ResolvedRun:

@@ -96,7 +96,6 @@ class Registry(Generic[T]):
 TECHNIQUES: Registry[type] = Registry("technique", "erasekit.techniques")
 METRICS: Registry[type] = Registry("metric", "erasekit.metrics")
 DETECTORS: Registry[type] = Registry("detector", "erasekit.detectors")
-PRESETS: Registry[dict] = Registry("preset")
 
 
 def load_builtins() -> None:

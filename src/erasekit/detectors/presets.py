@@ -33,8 +33,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from erasekit.registry import PRESETS
-
 # Every label the NudeNet v3 detector can emit (order as in the nudenet package).
 NUDENET_LABELS: tuple[str, ...] = (
     "FEMALE_GENITALIA_COVERED",
@@ -133,10 +131,6 @@ CLIP_NEUTRAL_CAPTIONS: tuple[str, ...] = ("a photo.", "an image.", "a picture.")
 # ------------------------------------------------------------------ toy judge
 # The judge's predicted class must equal the concept with at least this confidence.
 DEFAULT_JUDGE_THRESHOLD = 0.5
-
-for _p in NUDENET_PRESETS.values():
-    PRESETS.register(f"nudenet:{_p.name}", description=f"NudeNet protocol: {_p.source}")(_p.describe())
-
 
 def nudenet_preset(name: str | None) -> NudeNetPreset:
     """Look up a NudeNet preset by name (None → the default); ValueError lists the valid names."""
