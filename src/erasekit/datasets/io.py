@@ -98,15 +98,22 @@ def read_json(path: str | Path, field: str, what: str) -> Any:
         ) from None
 
 
-def parse_int(value: str, field: str, where: str, column: str) -> int | None:
-    """An integer cell ("" → None; "42.0" accepted); anything else is a ConfigError naming the row."""
+def _number(value: str) -> float | None:
+    """A numeric cell as a float: None when empty (or "nan", "none", "null"); ValueError when not a number."""
     v = value.strip()
     if not v or v.lower() in ("nan", "none", "null"):
         return None
+    return float(v)
+
+
+def parse_int(value: str, field: str, where: str, column: str) -> int | None:
+    """An integer cell ("" → None; "42.0" accepted); anything else is a ConfigError naming the row."""
     try:
-        f = float(v)
+        f = _number(value)
     except ValueError:
         f = math.nan
+    if f is None:
+        return None
     if math.isnan(f) or not f.is_integer():
         raise ConfigError(field, f"{where}: {column} {value!r} is not an integer", f"fix the {column} column (whole numbers or empty)")
     i = int(f)
@@ -116,14 +123,11 @@ def parse_int(value: str, field: str, where: str, column: str) -> int | None:
 
 
 def parse_float(value: str, field: str, where: str, column: str) -> float | None:
-    v = value.strip()
-    if not v or v.lower() in ("nan", "none", "null"):
-        return None
     try:
-        f = float(v)
+        f = _number(value)
     except ValueError:
         raise ConfigError(field, f"{where}: {column} {value!r} is not a number", f"fix the {column} column") from None
-    if math.isnan(f) or math.isinf(f):
+    if f is None or math.isnan(f) or math.isinf(f):
         return None
     return f
 

@@ -32,6 +32,7 @@ Models load offline only: an HF id resolves from the local HF cache
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -133,28 +134,29 @@ class ClipDetector(Detector):
     ) -> None:
         self.clip_model = clip_model
         self.device = device
-        self._configure(threshold, contrast_captions, templates, neutral_captions, caption_mode, batch_size)
+        self._configure(threshold=threshold, contrast_captions=contrast_captions, templates=templates,
+                        neutral_captions=neutral_captions, caption_mode=caption_mode, batch_size=batch_size)
         self.model, self.processor, self.source = load_clip_model(clip_model, device, field)
 
     # Parameters that identify the weights: detectors agreeing on them share one model (DetectorPool).
     weight_params = ("clip_model",)
+    # The decision parameters: derive() changes them on a shared model.
+    decision_params = ("threshold", "contrast_captions", "templates", "neutral_captions", "caption_mode", "batch_size")
 
-    def _configure(
-        self,
-        threshold: float | None = DEFAULT_CLIP_THRESHOLD,
-        contrast_captions: Sequence[str] | None = None,
-        templates: Sequence[str] | None = None,
-        neutral_captions: Sequence[str] | None = None,
-        caption_mode: Literal["auto", "toy", "generic"] = "auto",
-        batch_size: int = 32,
-    ) -> None:
-        self.threshold = DEFAULT_CLIP_THRESHOLD if threshold is None else float(threshold)
-        self.contrast_captions = tuple(contrast_captions or ())
-        self.templates = tuple(templates or CLIP_CONCEPT_TEMPLATES)
-        self.neutral_captions = tuple(CLIP_NEUTRAL_CAPTIONS if neutral_captions is None else neutral_captions)
-        self.caption_mode = caption_mode
-        self.toy = _is_toy_path(self.clip_model) if caption_mode == "auto" else caption_mode == "toy"
-        self.batch_size = int(batch_size)
+    def _configure(self, **params: Any) -> None:
+        """Set the decision parameters; one not given takes its default in ``__init__``'s signature."""
+        unknown = [k for k in params if k not in self.decision_params]
+        if unknown:
+            raise TypeError(f"unexpected decision parameter {unknown[0]!r} (known: {', '.join(self.decision_params)})")
+        defaults = inspect.signature(ClipDetector.__init__).parameters
+        p = {k: params[k] if k in params else defaults[k].default for k in self.decision_params}
+        self.threshold = DEFAULT_CLIP_THRESHOLD if p["threshold"] is None else float(p["threshold"])
+        self.contrast_captions = tuple(p["contrast_captions"] or ())
+        self.templates = tuple(p["templates"] or CLIP_CONCEPT_TEMPLATES)
+        self.neutral_captions = tuple(CLIP_NEUTRAL_CAPTIONS if p["neutral_captions"] is None else p["neutral_captions"])
+        self.caption_mode = p["caption_mode"]
+        self.toy = _is_toy_path(self.clip_model) if self.caption_mode == "auto" else self.caption_mode == "toy"
+        self.batch_size = int(p["batch_size"])
         self._class_cache: dict[str, tuple[list[str], Any]] = {}
 
     def derive(self, **params: Any) -> ClipDetector:

@@ -1,6 +1,7 @@
 """Concept-erasure techniques. Each is one module in this folder registering itself with
 ``@TECHNIQUES.register``; every module here is imported with the package (a new technique is
-one new file). Shared pieces (``base``, ``checkpoint``, ``closed_form``, ``prior``) register nothing.
+one new file). Shared pieces (``base``, ``checkpoint``, ``closed_form``, ``prior``, ``mace_config``,
+``mace_cfr``) register nothing.
 """
 
 from erasekit.registry import import_package_modules

@@ -33,14 +33,24 @@ import torch.nn.functional as F
 
 from .judge import SHAPE_CLASSES, ToyJudge
 from .models import SCHEDULER_CONFIG, clip_model, unet_model, vae_model
-from .render import COLOURS, NEGATIVE_KINDS, SHAPES, SYNONYMS, all_captions, render_batch, render_negative
+from .render import COLOURS, all_captions, render_batch, sample_caption
 from .tokenizer import build_tokenizer_files, load_tokenizer
+from .training_data import (
+    CLIP_MEAN,
+    CLIP_STD,
+    augment,
+    balance_caption,
+    contrastive_data,
+    judge_data,
+    to_unit,
+    tokenize,
+    unet_training_data,
+)
+from .training_eval import build_pipeline, clip_zero_shot, eval_generation, features, save_pipeline
 
 STAGES = ("tokenizer", "clip", "clip_vision", "vae", "judge", "unet", "unet_balance")
 # The shipped weights: every stage (UNet to step 5000, then one 5000-step unet_balance round).
 DEFAULT_STAGES = STAGES
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def log(msg: str) -> None:
@@ -52,14 +62,19 @@ def seed_all(seed: int) -> None:
     np.random.seed(seed % (2**32))
 
 
-def to_unit(imgs: np.ndarray) -> torch.Tensor:
-    """uint8 NHWC -> float NCHW in [-1, 1]."""
-    return torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+def _warmup_cosine(opt, steps: int, warm: int, floor: float = 0.0):
+    """Linear warm-up over ``warm`` steps, then a cosine from 1 down to ``floor`` at ``steps``."""
+    if not floor:
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps)))
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / warm) * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps))))
 
 
-def clip_pixels(imgs: np.ndarray) -> torch.Tensor:
-    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255.0
-    return (x - torch.tensor(CLIP_MEAN)[:, None, None]) / torch.tensor(CLIP_STD)[:, None, None]
+def _optimise(opt, sched, loss: torch.Tensor) -> None:
+    """One optimiser step on ``loss``, then one scheduler step."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
 
 
 # --------------------------------------------------------------------------- tokenizer
@@ -74,47 +89,31 @@ def stage_tokenizer(out: Path, args) -> None:
     log(f"tokenizer: vocab {len(tok)} tokens, model_max_length {tok.model_max_length} ({time.time() - t0:.1f}s)")
 
 
+
 # --------------------------------------------------------------------------- clip
-def _clip_groups(captions: list[str]):
-    """Caption groups for the contrastive loss: each image has exactly one true caption per group."""
-    idx = {c: i for i, c in enumerate(captions)}
-    groups = []
-    for syn in (False, True):
-        def name(s, syn=syn):
-            return SYNONYMS[s][0] if syn and s in SYNONYMS else s
-
-        groups.append(([idx[f"a {c} {name(s)}"] for s in SHAPES for c in COLOURS], lambda s, c: SHAPES.index(s) * 4 + COLOURS.index(c)))
-        groups.append(([idx[f"a {name(s)}"] for s in SHAPES], lambda s, c: SHAPES.index(s)))
-    groups.append(([idx[f"a {c} shape"] for c in COLOURS], lambda s, c: COLOURS.index(c)))
-    return groups
-
-
-def tokenize(tok, texts: list[str]) -> torch.Tensor:
-    return tok(texts, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt").input_ids
-
-
-@torch.no_grad()
-def clip_zero_shot(model, tok, imgs: np.ndarray, shapes, colours) -> dict[str, float]:
-    model.eval()
-    ie = F.normalize(_features(model.get_image_features(pixel_values=clip_pixels(imgs))), dim=-1)
-    res = {}
-    for key, prompts, truth, classes in (
-        ("shape", [f"a {s}" for s in SHAPES], shapes, SHAPES),
-        ("colour", [f"a {c} shape" for c in COLOURS], colours, COLOURS),
-        ("full", [f"a {c} {s}" for s in SHAPES for c in COLOURS], [f"{c} {s}" for s, c in zip(shapes, colours, strict=True)], [f"{c} {s}" for s in SHAPES for c in COLOURS]),
-    ):
-        te = F.normalize(_features(model.get_text_features(input_ids=tokenize(tok, prompts))), dim=-1)
-        pred = (ie @ te.T).argmax(-1).numpy()
-        res[key] = float(np.mean([classes[p] == t for p, t in zip(pred, truth, strict=True)]))
-    disc = F.normalize(_features(model.get_text_features(input_ids=tokenize(tok, ["a disc", *[f"a {s}" for s in SHAPES[1:]]]))), dim=-1)
-    pred = (ie @ disc.T).argmax(-1).numpy()
-    res["shape_disc"] = float(np.mean([(SHAPES[p]) == t for p, t in zip(pred, shapes, strict=True)]))
-    model.train()
-    return res
-
-
-def _features(out):
-    return out if isinstance(out, torch.Tensor) else out.pooler_output
+def _train_contrastive(stage: str, model, tok, args, t0: float, text_features, data, params, lr: float,
+                       n_img: int, steps: int, bs: int, seed: int, max_noise: float | None = None) -> dict:
+    """The mini-CLIP's contrastive loop (both phases), then its zero-shot accuracy on
+    held-out renders. ``text_features()``: this phase's caption features; ``max_noise``:
+    augment the images like the judge's (None: no augmentation)."""
+    pix, _captions, groups, targets = data
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    sched = _warmup_cosine(opt, steps, warm=50)
+    g = torch.Generator().manual_seed(seed)
+    for step in range(steps):
+        b = torch.randint(0, n_img, (bs,), generator=g)
+        x = pix[b] if max_noise is None else augment(pix[b], g, max_noise)
+        ie = F.normalize(features(model.get_image_features(pixel_values=x)), dim=-1)
+        te = F.normalize(text_features(), dim=-1)
+        logits = model.logit_scale.exp().clamp(max=100) * ie @ te.T
+        loss = sum(F.cross_entropy(logits[:, gi], tg[b]) for (gi, _), tg in zip(groups, targets, strict=True)) / len(groups)
+        _optimise(opt, sched, loss)
+        if step % 100 == 0 or step == steps - 1:
+            log(f"{stage} step {step}/{steps} loss {loss.item():.4f} scale {model.logit_scale.exp().item():.1f} ({time.time() - t0:.0f}s)")
+    ev = render_batch(64 if args.quick else 1000, seed=args.seed * 1000 + 99)
+    acc = clip_zero_shot(model, tok, ev[0], ev[1], ev[2])
+    log(f"{stage} zero-shot on held-out renders: {acc} ({time.time() - t0:.0f}s)")
+    return acc
 
 
 def stage_clip(out: Path, args) -> None:
@@ -126,33 +125,13 @@ def stage_clip(out: Path, args) -> None:
     model = clip_model(len(tok), tok.bos_token_id, tok.eos_token_id)
     model.train()
     n_img, steps, bs = (512, 3, 32) if args.quick else (20000, 600, 64)
-    imgs, shapes, colours, _ = render_batch(n_img, seed=args.seed * 1000 + 11)
-    pix = clip_pixels(imgs)
-    captions = all_captions(include_empty=False)
+    data = contrastive_data(n_img, args.seed * 1000 + 11)
     # The text tower is causal and pools at the end-of-text token, so the pooled
     # output only depends on the first few positions: train on those (8 positions,
     # enough for every caption) -- identical result, a tenth of the cost.
-    ids = tokenize(tok, captions)[:, :8]
-    groups = _clip_groups(captions)
-    targets = [torch.tensor([fn(s, c) for s, c in zip(shapes, colours, strict=True)]) for _, fn in groups]
-    opt = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps)))
-    g = torch.Generator().manual_seed(args.seed + 2)
-    for step in range(steps):
-        b = torch.randint(0, n_img, (bs,), generator=g)
-        ie = F.normalize(_features(model.get_image_features(pixel_values=pix[b])), dim=-1)
-        te = F.normalize(_features(model.get_text_features(input_ids=ids)), dim=-1)
-        logits = model.logit_scale.exp().clamp(max=100) * ie @ te.T
-        loss = sum(F.cross_entropy(logits[:, gi], tg[b]) for (gi, _), tg in zip(groups, targets, strict=True)) / len(groups)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 100 == 0 or step == steps - 1:
-            log(f"clip step {step}/{steps} loss {loss.item():.4f} scale {model.logit_scale.exp().item():.1f} ({time.time() - t0:.0f}s)")
-    ev = render_batch(64 if args.quick else 1000, seed=args.seed * 1000 + 99)
-    acc = clip_zero_shot(model, tok, ev[0], ev[1], ev[2])
-    log(f"clip zero-shot on held-out renders: {acc} ({time.time() - t0:.0f}s)")
+    ids = tokenize(tok, data[1])[:, :8]
+    acc = _train_contrastive("clip", model, tok, args, t0, lambda: features(model.get_text_features(input_ids=ids)),
+                             data, model.parameters(), 5e-4, n_img, steps, bs, args.seed + 2)
     model.eval()
     cdir = out / "clip"
     model.save_pretrained(cdir, safe_serialization=True)
@@ -169,9 +148,12 @@ def stage_clip(out: Path, args) -> None:
     _write_metrics(out, "clip", {**acc, "seconds": round(time.time() - t0, 1)})
 
 
+
 def stage_clip_vision(out: Path, args) -> None:
     """Phase 2 of the mini-CLIP: the text tower is frozen (it is the pipeline's text
-    encoder); the image tower, both projections and the logit scale keep training."""
+    encoder); the image tower, both projections and the logit scale keep training, on
+    images with the judge's augmentation (generated images are decoded latents, softer
+    and noisier than renders; without it the tower called blurry crosses and squares "circle")."""
     from transformers import CLIPModel
 
     seed_all(args.seed + 9)
@@ -182,38 +164,12 @@ def stage_clip_vision(out: Path, args) -> None:
     model.text_model.requires_grad_(False)
     model.text_model.eval()
     n_img, steps, bs = (256, 3, 16) if args.quick else (20000, 800, 64)
-    imgs, shapes, colours, _ = render_batch(n_img, seed=args.seed * 1000 + 12)
-    pix = clip_pixels(imgs)
-    captions = all_captions(include_empty=False)
+    data = contrastive_data(n_img, args.seed * 1000 + 12)
     with torch.no_grad():
-        pooled = model.text_model(input_ids=tokenize(tok, captions)).pooler_output  # frozen
-    groups = _clip_groups(captions)
-    targets = [torch.tensor([fn(s, c) for s, c in zip(shapes, colours, strict=True)]) for _, fn in groups]
+        pooled = model.text_model(input_ids=tokenize(tok, data[1])).pooler_output  # frozen
     params = [p for n, p in model.named_parameters() if not n.startswith("text_model.")]
-    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps)))
-    g = torch.Generator().manual_seed(args.seed + 10)
-    for step in range(steps):
-        b = torch.randint(0, n_img, (bs,), generator=g)
-        # the judge's augmentation: generated images are decoded latents, softer and noisier
-        # than renders; without it the tower called blurry crosses and squares "circle"
-        x = pix[b]
-        if torch.rand(1, generator=g).item() < 0.5:
-            x = _blur(x, g)
-        x = x + torch.randn(x.shape, generator=g) * float(torch.empty(1).uniform_(0, 0.15, generator=g))
-        ie = F.normalize(_features(model.get_image_features(pixel_values=x)), dim=-1)
-        te = F.normalize(model.text_projection(pooled), dim=-1)
-        logits = model.logit_scale.exp().clamp(max=100) * ie @ te.T
-        loss = sum(F.cross_entropy(logits[:, gi], tg[b]) for (gi, _), tg in zip(groups, targets, strict=True)) / len(groups)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 100 == 0 or step == steps - 1:
-            log(f"clip_vision step {step}/{steps} loss {loss.item():.4f} scale {model.logit_scale.exp().item():.1f} ({time.time() - t0:.0f}s)")
-    ev = render_batch(64 if args.quick else 1000, seed=args.seed * 1000 + 99)
-    acc = clip_zero_shot(model, tok, ev[0], ev[1], ev[2])
-    log(f"clip_vision zero-shot on held-out renders: {acc} ({time.time() - t0:.0f}s)")
+    acc = _train_contrastive("clip_vision", model, tok, args, t0, lambda: model.text_projection(pooled),
+                             data, params, 1e-3, n_img, steps, bs, args.seed + 10, max_noise=0.15)
     model.eval().save_pretrained(out / "clip", safe_serialization=True)
     _write_metrics(out, "clip_vision", {**acc, "seconds": round(time.time() - t0, 1)})
 
@@ -226,7 +182,7 @@ def stage_vae(out: Path, args) -> None:
     n_img, steps, bs = (256, 3, 16) if args.quick else (20000, 1000, 32)
     x_all = to_unit(render_batch(n_img, seed=args.seed * 1000 + 21)[0])
     opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / 100) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps))))
+    sched = _warmup_cosine(opt, steps, warm=100, floor=0.05)
     g = torch.Generator().manual_seed(args.seed + 4)
     for step in range(steps):
         x = x_all[torch.randint(0, n_img, (bs,), generator=g)]
@@ -235,10 +191,7 @@ def stage_vae(out: Path, args) -> None:
         rec = vae.decode(z).sample
         kl = post.kl().mean() / (3 * 32 * 32)
         loss = F.mse_loss(rec, x) + 0.5 * F.l1_loss(rec, x) + 1e-4 * kl
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+        _optimise(opt, sched, loss)
         if step % 100 == 0 or step == steps - 1:
             psnr = 10 * math.log10(4.0 / F.mse_loss(rec.clamp(-1, 1), x).item())
             log(f"vae step {step}/{steps} loss {loss.item():.4f} psnr {psnr:.1f}dB kl {kl.item():.3f} ({time.time() - t0:.0f}s)")
@@ -255,32 +208,6 @@ def stage_vae(out: Path, args) -> None:
     _write_metrics(out, "vae", {"psnr_db": round(psnr, 2), "scaling_factor": round(1.0 / std, 5), "seconds": round(time.time() - t0, 1)})
 
 
-def load_vae(out: Path):
-    from diffusers import AutoencoderKL
-
-    return AutoencoderKL.from_pretrained(out / "pipeline" / "vae", local_files_only=True).eval()
-
-
-# --------------------------------------------------------------------------- judge
-def _blur(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    sigma = float(torch.empty(1).uniform_(0.3, 1.0, generator=g))
-    k = torch.exp(-(torch.arange(-2, 3).float() ** 2) / (2 * sigma * sigma))
-    k = k / k.sum()
-    c = x.shape[1]
-    x = F.conv2d(F.pad(x, (2, 2, 0, 0), mode="replicate"), k.view(1, 1, 1, 5).repeat(c, 1, 1, 1), groups=c)
-    return F.conv2d(F.pad(x, (0, 0, 2, 2), mode="replicate"), k.view(1, 1, 5, 1).repeat(c, 1, 1, 1), groups=c)
-
-
-def judge_data(n_pos: int, n_neg: int, seed: int):
-    imgs, shapes, colours, _ = render_batch(n_pos, seed=seed)
-    neg = np.empty((n_neg, 32, 32, 3), dtype=np.uint8)
-    for i in range(n_neg):
-        rng = np.random.default_rng([seed, 10**7 + i])
-        neg[i] = render_negative(NEGATIVE_KINDS[i % len(NEGATIVE_KINDS)], rng)
-    x = np.concatenate([imgs, neg])
-    ys = np.array([SHAPE_CLASSES.index(s) for s in shapes] + [SHAPE_CLASSES.index("none")] * n_neg)
-    yc = np.array([COLOURS.index(c) for c in colours] + [-100] * n_neg)
-    return x, torch.from_numpy(ys), torch.from_numpy(yc)
 
 
 def stage_judge(out: Path, args) -> None:
@@ -291,21 +218,15 @@ def stage_judge(out: Path, args) -> None:
     x_all = to_unit(x_np)
     judge = ToyJudge().train()
     opt = torch.optim.AdamW(judge.parameters(), lr=2e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps)))
+    sched = _warmup_cosine(opt, steps, warm=50)
     g = torch.Generator().manual_seed(args.seed + 6)
     n = len(x_all)
     for step in range(steps):
         b = torch.randint(0, n, (bs,), generator=g)
-        x = x_all[b]
-        if torch.rand(1, generator=g).item() < 0.5:
-            x = _blur(x, g)
-        x = x + torch.randn(x.shape, generator=g) * float(torch.empty(1).uniform_(0, 0.08, generator=g))
+        x = augment(x_all[b], g, 0.08)
         ls, lc = judge(x)
         loss = F.cross_entropy(ls, ys[b]) + F.cross_entropy(lc, yc[b], ignore_index=-100)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+        _optimise(opt, sched, loss)
         if step % 200 == 0 or step == steps - 1:
             log(f"judge step {step}/{steps} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
     judge.eval()
@@ -324,73 +245,8 @@ def stage_judge(out: Path, args) -> None:
     _write_metrics(out, "judge", {**acc, "seconds": round(time.time() - t0, 1)})
 
 
+
 # --------------------------------------------------------------------------- unet
-def build_pipeline(out: Path, unet):
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
-    from transformers import CLIPTextModel
-
-    pipe = StableDiffusionPipeline(
-        vae=load_vae(out),
-        text_encoder=CLIPTextModel.from_pretrained(out / "pipeline" / "text_encoder", local_files_only=True).eval(),
-        tokenizer=load_tokenizer(out / "pipeline" / "tokenizer"),
-        unet=unet,
-        scheduler=DDIMScheduler(**SCHEDULER_CONFIG),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
-@torch.no_grad()
-def generate(pipe, prompts: list[str], seeds: list[int], steps: int = 20, guidance: float = 4.0, batch: int = 64) -> np.ndarray:
-    outs = []
-    for i in range(0, len(prompts), batch):
-        gens = [torch.Generator().manual_seed(s) for s in seeds[i : i + batch]]
-        im = pipe(prompts[i : i + batch], generator=gens, num_inference_steps=steps, guidance_scale=guidance, height=32, width=32, output_type="np").images
-        outs.append((np.clip(im, 0, 1) * 255).round().astype(np.uint8))
-    return np.concatenate(outs)
-
-
-def eval_generation(pipe, judge, n_per_prompt: int = 2, guidance: float = 4.0, steps: int = 20, neutral: bool = False) -> dict:
-    prompts, truth = [], []
-    for s in SHAPES:
-        for c in COLOURS:
-            for _ in range(n_per_prompt):
-                prompts.append(f"a {c} {s}")
-                truth.append((s, c))
-    seeds = list(range(len(prompts)))
-    preds = judge.predict(generate(pipe, prompts, seeds, steps, guidance))
-    res = {
-        "shape": float(np.mean([p.shape == t[0] for p, t in zip(preds, truth, strict=True)])),
-        "colour": float(np.mean([p.colour == t[1] for p, t in zip(preds, truth, strict=True)])),
-    }
-    if neutral:
-        for prompt in ("a disc", "a shape", "a red shape", ""):
-            k = 4 * n_per_prompt * 2
-            pr = judge.predict(generate(pipe, [prompt] * k, list(range(1000, 1000 + k)), steps, guidance))
-            res[f"dist[{prompt}]"] = {s: round(float(np.mean([p.shape == s for p in pr])), 3) for s in SHAPE_CLASSES}
-    return res
-
-
-def _unet_training_data(out: Path, n_img: int, render_seed: int):
-    """What both UNet stages train on: the frozen text encoder's embedding of every caption
-    (indexed by caption) and the VAE latents (posterior means, scaled) of ``n_img`` renders."""
-    from transformers import CLIPTextModel
-
-    vae = load_vae(out)
-    tok = load_tokenizer(out / "pipeline" / "tokenizer")
-    te = CLIPTextModel.from_pretrained(out / "pipeline" / "text_encoder", local_files_only=True).eval()
-    captions = all_captions(include_empty=True)
-    with torch.no_grad():
-        cap_emb = te(tokenize(tok, captions)).last_hidden_state  # (n_captions, max_length, 256)
-    imgs, shapes, colours, _ = render_batch(n_img, seed=render_seed)
-    with torch.no_grad():
-        lat = torch.cat([vae.encode(to_unit(imgs[i : i + 1000])).latent_dist.mean for i in range(0, n_img, 1000)]) * vae.config.scaling_factor
-    return {c: i for i, c in enumerate(captions)}, cap_emb, lat, shapes, colours
-
-
 def _noise_schedule():
     """The training noise schedule (the pipeline's DDIM betas) and min-SNR-5 loss weights
     per timestep (epsilon prediction)."""
@@ -426,11 +282,9 @@ def stage_unet(out: Path, args) -> None:
     seed_all(args.seed + 7)
     t0 = time.time()
     n_img = 256 if args.quick else args.unet_images
-    cap_idx, cap_emb, lat, shapes, colours = _unet_training_data(out, n_img, args.seed * 1000 + 41)
+    cap_idx, cap_emb, lat, shapes, colours = unet_training_data(out, n_img, args.seed * 1000 + 41)
     log(f"unet: {n_img} latents {tuple(lat.shape[1:])} std {lat.std().item():.3f}, {len(cap_idx)} caption embeddings ({time.time() - t0:.0f}s)")
     rng = np.random.default_rng([args.seed, 42])
-    from .render import sample_caption
-
     unet = unet_model(tuple(args.unet_width)).train()
     ema = deepcopy(unet).eval().requires_grad_(False)
     log(f"unet params {sum(p.numel() for p in unet.parameters()) / 1e6:.2f}M")
@@ -439,7 +293,7 @@ def stage_unet(out: Path, args) -> None:
     bs = 8 if args.quick else args.unet_batch
     opt = torch.optim.AdamW(unet.parameters(), lr=args.unet_lr, weight_decay=0.01)
     warm = 200
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / warm) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps))))
+    sched = _warmup_cosine(opt, steps, warm, floor=0.1)
     g = torch.Generator().manual_seed(args.seed + 8)
     judge = None
     best, best_score, hist = None, -1.0, []
@@ -468,26 +322,17 @@ def stage_unet(out: Path, args) -> None:
             log(f"unet EVAL step {step + 1}: {res}")
             if score >= best_score:
                 best_score, best = score, deepcopy(ema.state_dict())
-                _save_pipeline(out, ema)
+                save_pipeline(out, ema)
                 log(f"unet: saved best EMA checkpoint (step {step + 1}, shape+colour {score:.3f})")
         if last:
             break
     if capped and best is not None:
         ema.load_state_dict(best)  # safety stop: keep the best evaluated EMA checkpoint
-        _save_pipeline(out, ema)
+        save_pipeline(out, ema)
     else:
-        _save_pipeline(out, ema)  # the recipe ships the final EMA
+        save_pipeline(out, ema)  # the recipe ships the final EMA
     _write_metrics(out, "unet", {"history": hist, "seconds": round(time.time() - t0, 1), "steps": steps, "batch": bs})
     log(f"unet done ({time.time() - t0:.0f}s)")
-
-
-def _save_pipeline(out: Path, unet) -> None:
-    pipe = build_pipeline(out, unet)
-    pipe.save_pretrained(out / "pipeline", safe_serialization=True)
-    for cfg in (out / "pipeline").glob("*/config.json"):  # no machine-local paths in shipped files
-        data = json.loads(cfg.read_text())
-        if data.pop("_name_or_path", None) is not None:
-            cfg.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def stage_unet_balance(out: Path, args) -> None:
@@ -516,12 +361,10 @@ def _balance_round(out: Path, args, seed: int) -> None:
 
     from diffusers import UNet2DConditionModel
 
-    from .render import sample_caption
-
     seed_all(seed + 11)
     t0 = time.time()
     n_img = 256 if args.quick else args.balance_images
-    cap_idx, cap_emb, lat, shapes, colours = _unet_training_data(out, n_img, seed * 1000 + 43)
+    cap_idx, cap_emb, lat, shapes, colours = unet_training_data(out, n_img, seed * 1000 + 43)
     unet = UNet2DConditionModel.from_pretrained(out / "pipeline" / "unet", local_files_only=True).train()
     ema = deepcopy(unet).eval().requires_grad_(False)
     noise_sched, weight = _noise_schedule()
@@ -536,23 +379,12 @@ def _balance_round(out: Path, args, seed: int) -> None:
         raise SystemExit("--balance-mix needs four non-negative weights: standard,colour-only,a shape,empty")
     for step in range(steps):
         b = torch.randint(0, n_img, (bs,), generator=g)
-        caps = []
-        for i in b.tolist():
-            u = rng.random() * mix[-1]
-            if u < mix[0]:
-                caps.append(sample_caption(shapes[i], colours[i], rng, p_empty=0.12))
-            elif u < mix[1]:
-                caps.append(f"a {colours[i]} shape")
-            elif u < mix[2]:
-                caps.append("a shape")
-            else:
-                caps.append("")
-        ci = torch.tensor([cap_idx[c] for c in caps])
+        ci = torch.tensor([cap_idx[balance_caption(shapes[i], colours[i], rng, mix)] for i in b.tolist()])
         loss = _denoise_step(unet, ema, opt, sched, noise_sched, weight, lat[b], cap_emb[ci], g, args.ema)
         if step % 100 == 0 or step == steps - 1:
             el = time.time() - t0
             log(f"unet_balance step {step}/{steps} loss {loss.item():.4f} ({el:.0f}s, {el / (step + 1):.2f}s/step)")
-    _save_pipeline(out, ema)
+    save_pipeline(out, ema)
 
 
 # --------------------------------------------------------------------------- main
