@@ -14,7 +14,7 @@ from pathlib import Path
 
 from erasekit import __version__
 from erasekit.config_docs import all_presets, config_json_schema, declared_meaning, direction_text, list_one
-from erasekit.errors import ConfigError, ErasekitError
+from erasekit.errors import ConfigError, ErasekitError, clip_text
 
 EPILOG_RUN = """\
 Config file (JSON or YAML), the spec's shape plus optional extensions:
@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check a config completely without loading any model",
                        epilog=EPILOG_RUN, formatter_class=argparse.RawDescriptionHelpFormatter)
     v.add_argument("config", help="run config (JSON or YAML)")
+    v.add_argument("--portable", action="store_true",
+                   help="skip this machine's checks (devices exist, output/cache folders writable): "
+                        "for a config meant to run elsewhere, e.g. device: cuda checked on a laptop")
 
     ls = sub.add_parser("list", help="list techniques, metrics, detectors and presets; or every config key of one",
                         epilog=EPILOG_LIST, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -90,26 +93,22 @@ def _fail_config(err: ConfigError) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from erasekit.config import load_config
+    from erasekit.config import check_machine, load_config
 
     try:
         run = load_config(args.config)
+    except ConfigError as err:
+        return _fail_config(err)
+    try:
+        check_machine(run, portable=args.portable)
     except ConfigError as err:
         return _fail_config(err)
     concepts = run.concepts()
     names = ", ".join(m.key for m in run.metrics)
     print(f"OK {args.config}: technique {run.technique_name}"
           + (f" (erase: {', '.join(concepts)})" if concepts else "")
-          + f"; metrics: {names}; run_id {run.run_id()}")
-    tdev = run.technique_config.device
-    if tdev.startswith("cuda"):
-        try:
-            import torch
-
-            if not torch.cuda.is_available():
-                print(f"note: technique.config.device is '{tdev}' but this machine has no CUDA; `run` here needs device: cpu or auto", file=sys.stderr)
-        except ImportError:  # pragma: no cover
-            pass
+          + f"; metrics: {names}; run_id {run.run_id()}"
+          + (" (portable: devices and folder permissions of this machine not checked)" if args.portable else ""))
     return 0
 
 
@@ -117,6 +116,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from erasekit.config import load_config
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for h in logging.getLogger().handlers:  # the terminal shows warnings; the run's log file gets everything
+        if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
+            h.setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         run = load_config(args.config)
     except ConfigError as err:
@@ -126,22 +128,56 @@ def cmd_run(args: argparse.Namespace) -> int:
     console = _console()
     show = not args.no_progress and sys.stderr.isatty()
     _sigterm_as_interrupt()
+    from erasekit.config import check_machine
+
+    try:
+        check_machine(run)  # before the log file: output_dir itself may be the problem
+    except ConfigError as err:
+        return _fail_config(err)
+    handler = _log_to_file(run.output_dir)
+    where = f" (traceback in {handler.baseFilename})" if handler else ""
     try:
         outcome = run_fn(run, show_progress=show, console=console)
     except ConfigError as err:
         return _fail_config(err)
     except ErasekitError as err:
-        print(f"erasekit: error: {err}", file=sys.stderr)
+        print(f"erasekit: error: {clip_text(str(err), 400)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("erasekit: interrupted; finished results are kept (rerun to resume from the cache)", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - an OS error (disk full …) or a bug: one line, the traceback to the log
+        logging.getLogger("erasekit").error("run failed", exc_info=True)
+        msg = clip_text(f"{exc.__class__.__name__}: {exc}", 240)
+        print(f"erasekit: error: {msg}; finished results are kept in {run.output_dir}{where}", file=sys.stderr)
+        return 1
+    finally:
+        if handler is not None:
+            logging.getLogger("erasekit").removeHandler(handler)
+            handler.close()
     _print_summary(outcome.report, console)
     console.print(f"report: {outcome.output_dir / 'report.json'}", markup=False, soft_wrap=True)
     html_path = outcome.output_dir / "report.html"
     if html_path.is_file():
         console.print(f"html: {html_path}", markup=False, soft_wrap=True)
     return outcome.exit_code
+
+
+def _log_to_file(output_dir: Path) -> logging.FileHandler | None:
+    """Debug log of this run in ``output_dir/erasekit.log`` (appended; tracebacks go here, not to
+    the terminal). None when the folder cannot be written (the run then says why)."""
+    path = Path(output_dir) / "erasekit.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(path, encoding="utf-8", delay=True)
+    except (OSError, ValueError):
+        return None
+    handler.setLevel(logging.DEBUG)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("erasekit")
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    return handler
 
 
 def _sigterm_as_interrupt() -> None:

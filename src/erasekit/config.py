@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
+import re
 import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +31,6 @@ if TYPE_CHECKING:
     from erasekit.world import World
 
 DEFAULT_MODEL_ID = "CompVis/stable-diffusion-v1-4"
-_DEVICE_PREFIXES = ("cpu", "cuda", "mps", "auto", "xpu")
 
 
 class StrictModel(BaseModel):
@@ -52,11 +54,13 @@ class StrictModel(BaseModel):
 
     @field_validator("*", mode="after")
     @classmethod
-    def _bounded_ints(cls, v: Any) -> Any:
-        """No config number needs more than 64 bits; a 5000-digit integer is a typo or an attack
-        (and cannot even be printed or hashed)."""
+    def _bounded_numbers(cls, v: Any) -> Any:
+        """No config number needs more than 64 bits, and none may be infinite or NaN: a 5000-digit
+        integer or ``1e400`` is a typo or an attack (and cannot even be printed or hashed)."""
         if isinstance(v, int) and not isinstance(v, bool) and abs(v) > 2**63 - 1:
             raise ValueError("integer too large (at most 2**63 - 1)")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError("not a finite number")
         return v
 
     @model_validator(mode="before")
@@ -89,11 +93,14 @@ class StrictModel(BaseModel):
         return data
 
 
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:[0-9]{1,3})?)$")
+
+
 def _check_device(v: str) -> str:
-    head = v.split(":")[0].lower()
-    if head not in _DEVICE_PREFIXES:
-        raise ValueError(f"unknown device {v!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
-    return v
+    """Exactly the device strings ``run`` can use (``auto:1``, ``xpu``, ``cpu:-1`` are not)."""
+    if not _DEVICE_RE.match(v.strip().lower()):
+        raise ValueError("unknown device; use 'auto', 'cpu', 'mps', 'cuda' or 'cuda:N'")
+    return v.strip().lower()
 
 
 class TechniqueConfig(StrictModel):
@@ -213,11 +220,12 @@ class ResolvedRun:
     def run_id(self) -> str:
         """Hash of the canonical normalised config: the same config always gives the same id.
 
-        ``output_dir``/``cache_dir``/``batch_size`` do not change any number, so they
-        are left out: moving a run does not change its identity.
+        ``output_dir``/``cache_dir`` do not change any number, so they are left out: moving a
+        run does not change its identity. ``batch_size`` stays in: pixels depend on it (±1 grey
+        level on a few pixels, measured), so two batch sizes are two runs.
         """
         norm = self.normalised()
-        for k in ("output_dir", "cache_dir", "batch_size"):
+        for k in ("output_dir", "cache_dir"):
             norm.pop(k, None)
         return hashlib.sha256(canonical_json(norm).encode()).hexdigest()[:16]
 
@@ -332,8 +340,12 @@ def validation_to_config_error(exc: ValidationError, prefix: str, model: type[Ba
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """Parse a JSON or YAML file into a dict, or raise ConfigError (never a traceback)."""
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise ConfigError(str(path), "config file not found", "check the path")
+    if not p.is_file():
+        raise ConfigError(str(path), "the config is not a regular file (a folder, FIFO or device?)", "give a JSON or YAML file")
+    if p.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(str(path), f"the config file is larger than {MAX_CONFIG_BYTES // 2**20} MiB", "a run config is a few KiB; check the file")
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -354,11 +366,46 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(str(path), "the file is nested too deeply", "a run config is a few levels deep; check the file") from None
     except _DuplicateKey as exc:
         raise ConfigError(str(path), f"duplicate key {exc.key!r}", "keep one of them (the last one would silently win)") from None
-    except (ValueError, TypeError, OverflowError) as exc:  # e.g. YAML's `!!int 'abc'`
+    except Exception as exc:  # noqa: BLE001 - a YAML tag's constructor (`!!int 'abc'`, `!!timestamp 'x'`) can raise anything
         raise ConfigError(str(path), f"a value cannot be read ({exc.__class__.__name__}: {str(exc)[:80]})", "fix the value") from None
     if not isinstance(data, dict):
         raise ConfigError("<config>", f"the top level must be a mapping, got {type(data).__name__}", "start the file with output_dir, technique and metric(s) keys")
+    try:
+        depth, size = _measure(data, {})
+    except RecursionError:
+        depth, size = MAX_CONFIG_DEPTH + 1, 0
+    if depth > MAX_CONFIG_DEPTH:
+        raise ConfigError(str(path), f"the config is nested more than {MAX_CONFIG_DEPTH} levels deep", "a run config is a few levels deep; check the file")
+    if size > MAX_CONFIG_VALUES:
+        raise ConfigError(str(path), f"the config expands to more than {MAX_CONFIG_VALUES:,} values (YAML aliases?)",
+                          "write the config out; a run config has a few hundred values")
     return data
+
+
+#: a run config has hundreds of values; a YAML alias bomb expands to billions
+MAX_CONFIG_VALUES = 100_000
+MAX_CONFIG_BYTES = 10 * 2**20
+
+
+MAX_CONFIG_DEPTH = 32
+
+
+def _measure(node: Any, memo: dict[int, tuple[int, int]]) -> tuple[int, int]:
+    """(nesting depth, number of values once every YAML alias is expanded), in O(distinct nodes);
+    stops counting past the limits, and counts a cycle (a recursive alias) as too large."""
+    if not isinstance(node, (dict, list)):
+        return 0, 1
+    key = id(node)
+    if key not in memo:
+        memo[key] = (MAX_CONFIG_DEPTH + 1, MAX_CONFIG_VALUES + 1)
+        depth, total = 0, 1
+        for child in node.values() if isinstance(node, dict) else node:
+            d, n = _measure(child, memo)
+            depth, total = max(depth, d), total + n
+            if depth >= MAX_CONFIG_DEPTH or total > MAX_CONFIG_VALUES:
+                break
+        memo[key] = (depth + 1, total)
+    return memo[key]
 
 
 class _DuplicateKey(Exception):
@@ -388,6 +435,57 @@ class _StrictSafeLoader(yaml.SafeLoader):
                     raise _DuplicateKey(key)
                 seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+_VIRTUAL_ROOTS = ("/proc", "/sys", "/dev")
+
+
+def check_output_folder(path: Path, field: str, *, writable: bool = True) -> None:
+    """``path`` can be (or already is) a folder this process can write: no NUL byte, no name over
+    255 bytes, not a file, not under a file, not in a virtual filesystem, not on a read-only mount."""
+    text = str(path)
+    if "\x00" in text:
+        raise ConfigError(field, "the path contains a NUL byte", "give a plain folder path")
+    if len(os.fsencode(text)) > 4000 or any(len(os.fsencode(part)) > 255 for part in Path(text).parts):
+        raise ConfigError(field, "a folder name is longer than 255 bytes (or the path longer than 4000)", "use a shorter path")
+    p = Path(os.path.abspath(text))
+    if any(str(p) == root or str(p).startswith(root + "/") for root in _VIRTUAL_ROOTS):
+        raise ConfigError(field, f"{text} is in a virtual filesystem ({p.parts[1]})", "write results to a normal folder")
+    if p.exists() and not p.is_dir():
+        raise ConfigError(field, f"{text} exists and is not a folder", "give a folder path (or remove the file)")
+    ancestor = p
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ConfigError(field, f"{text} is under {ancestor}, which is a file", "give a folder path")
+    if writable and not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ConfigError(field, f"{ancestor} is not writable (read-only mount or permissions)", "choose a folder you can write")
+
+
+def check_machine(run: ResolvedRun, *, portable: bool = False) -> None:
+    """Checks that depend on this machine but need no model: the devices exist, the output and
+    cache folders can be written. ``validate`` runs them (unless ``--portable``) and ``run`` always
+    does, so nothing ``validate`` accepted fails later for one of these reasons."""
+    check_output_folder(run.output_dir, "output_dir", writable=not portable)
+    check_output_folder(run.cache_dir, "cache_dir", writable=not portable)
+    if portable:
+        return
+    from erasekit.errors import ModelNotFoundError
+    from erasekit.models.loading import local_model_dir, resolve_device
+
+
+    devices = [("technique.config.device", run.technique_config.device)]
+    devices += [(f"{m.path}.config.device", m.config.device) for m in run.metrics]
+    for field_path, device in devices:
+        try:
+            resolve_device(device)
+        except ConfigError as err:
+            raise ConfigError(field_path, err.problem, err.fix) from None
+    try:
+        local_model_dir(run.technique_config.model_id)  # a folder, or a snapshot in the HF cache: no weights read
+    except ModelNotFoundError as err:
+        raise ConfigError("technique.config.model_id", str(err).split(". ")[0], "give a local diffusers folder, an HF id in the local "
+                          "HF cache (huggingface-cli download on a machine with network), or toy") from None
 
 
 def load_config(path: str | Path) -> ResolvedRun:

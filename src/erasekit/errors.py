@@ -24,11 +24,26 @@ class ConfigError(ErasekitError):
         self.fix = (fix or "").strip().rstrip(".")
         super().__init__(self.one_line())
 
+    #: longest one_line(); with the CLI's "erasekit: config error: " prefix a line stays under 300
+    MAX_LINE = 270
+
     def one_line(self) -> str:
-        msg = f"{self.path}: {self.problem}"
+        msg = f"{clip_text(self.path, 80)}: {clip_text(self.problem, 140)}"
         if self.fix:
-            msg += f". Fix: {self.fix}."
-        return " ".join(msg.split())  # never more than one line
+            msg += f". Fix: {clip_text(self.fix, max(30, self.MAX_LINE - len(msg) - 8))}."
+        return msg
+
+
+def clip_text(text: str, limit: int) -> str:
+    """One printable line of at most ``limit`` characters: control characters (NUL, newlines,
+    escapes) are shown escaped, whitespace runs folded, the middle of a long text elided — an
+    error message must never be a megabyte or carry a terminal escape sequence."""
+    s = " ".join(str(text).split())
+    s = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in s)
+    if len(s) > limit:
+        keep = limit - 5
+        s = s[: keep - keep // 3] + " ... " + s[len(s) - keep // 3 :]
+    return s
 
 
 class ModelNotFoundError(ErasekitError):

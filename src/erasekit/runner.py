@@ -13,7 +13,9 @@ machine without it) raises ConfigError → exit 2.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import logging
+import re
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from erasekit import __version__
-from erasekit.config import ResolvedMetric, ResolvedRun
+from erasekit.config import ResolvedMetric, ResolvedRun, check_machine
 from erasekit.errors import ConfigError
 from erasekit.generation.request import GeneratedImage, ImageRequest
 from erasekit.metrics.base import Metric, MetricContext, MetricResult
@@ -37,7 +39,13 @@ from erasekit.report.schema import (
     entry_json,
     report_json,
 )
-from erasekit.utils.atomic_io import atomic_write_json, atomic_write_jsonl
+from erasekit.utils.atomic_io import (
+    atomic_write_json,
+    atomic_write_jsonl,
+    sweep_stale_tmp,
+    to_jsonable,
+    write_in_place,
+)
 from erasekit.versions import library_versions
 
 log = logging.getLogger("erasekit")
@@ -89,7 +97,7 @@ class Runner:
             return
         if self.console is not None:
             self.console.print(msg)
-        log.info(msg)
+        log.info(re.sub(r"\[/?[a-z]+\]", "", msg))  # rich markup is for the terminal only
 
     def _save(self) -> None:
         """Write report.json, validated against :class:`erasekit.report.schema.Report`
@@ -120,9 +128,8 @@ class Runner:
 
         run = self.run
         tconf = run.technique_config
-        device = resolve_device(tconf.device)  # ConfigError (exit 2) before any model loads
-        for m in run.metrics:
-            resolve_device(m.config.device)
+        check_machine(run)  # devices and folders: ConfigError (exit 2) before any model loads
+        device = resolve_device(tconf.device)
         from erasekit.distributed import detect
 
         self.dist = detect(device)
@@ -134,7 +141,13 @@ class Runner:
 
         from erasekit.generation.cache import ImageCache
         from erasekit.generation.engine import ImageGenerator, sampler_settings
-        self.out.mkdir(parents=True, exist_ok=True)
+        for folder, field_name in ((self.out, "output_dir"), (run.cache_dir, "cache_dir")):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(field_name, f"cannot create {folder} ({exc.strerror or exc.__class__.__name__})",
+                                  "choose a folder you can write") from None
+        sweep_stale_tmp([self.out, self.out / "metrics"])  # leftovers of a killed earlier run
         norm = run.normalised()
         self.report = Report(
             erasekit_version=__version__,
@@ -170,7 +183,8 @@ class Runner:
         )
         defaults = sampler_defaults(tconf.model_id)
         sampler = sampler_settings(pipe, norm["technique"]["config"]["num_inference_steps"],
-                                   norm["technique"]["config"]["guidance_scale"], defaults.height, defaults.width)
+                                   norm["technique"]["config"]["guidance_scale"], defaults.height, defaults.width,
+                                   batch_size=run.raw.batch_size)
         self.report["sampler"] = sampler.__dict__.copy()
         cache = ImageCache(run.cache_dir)
         pool = _detector_pool(device)
@@ -323,20 +337,43 @@ class Runner:
         return ok
 
     def _finish(self, code: int, t_start: float) -> RunOutcome:
-        self.report["status"] = "ok" if code == 0 else "failed"
+        """Records, then report.html, and report.json's final status last: a kill at any point
+        leaves a report that says ``running`` (rerun to finish), never ``ok`` without its page."""
+        status = "ok" if code == 0 else "failed"
         self.report["finished_at"] = _now()
         self.report["timings"].setdefault("total_seconds", round(time.perf_counter() - t_start, 3))
-        self._save()
         self._save_records()
-        try:
-            from erasekit.report.html import write_html
+        if self.dist.is_main:
+            try:
+                from erasekit.report.html import write_html
 
-            write_html(self.out)
-        except ImportError:
-            pass
-        except Exception:  # noqa: BLE001 - the HTML view must never cost the numbers
-            log.warning("could not write report.html", exc_info=True)
+                write_html(self.out, report={**report_json(self.report), "status": status})
+            except Exception:  # noqa: BLE001 - the HTML view must never cost the numbers
+                log.warning("could not write report.html", exc_info=True)
+        self.report["status"] = status
+        self._save()
         return RunOutcome(self.report, code, self.out)
+
+    def save_crash(self, exc: BaseException) -> None:
+        """Mark the report ``crashed`` / ``interrupted`` with the reason. When the disk is full the
+        atomic save itself fails; the report is then rewritten in place (it only shrinks or stays
+        the same size, so it needs no new blocks); when even that fails the reason goes to the log."""
+        self.report["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "crashed"
+        self.report["error"] = _error_text(exc)
+        self.report["finished_at"] = _now()
+        try:
+            self._save()
+            self._save_records()
+            return
+        except OSError:
+            log.debug("atomic save of the crashed report failed", exc_info=True)
+        if not self.dist.is_main:
+            return
+        try:
+            slim = {k: v for k, v in report_json(self.report).items() if k not in ("versions",)}
+            write_in_place(self.out / REPORT_NAME, json.dumps(to_jsonable(slim), default=str).encode())
+        except Exception:  # noqa: BLE001 - nothing more can be written; the CLI still says why
+            log.error("could not record the crash in %s", self.out / REPORT_NAME, exc_info=True)
 
 
 def _pending_entry(m: ResolvedMetric) -> MetricEntry:
@@ -372,9 +409,5 @@ def run(run_config: ResolvedRun, *, show_progress: bool = True, console: Any = N
     except BaseException as exc:
         # Keep what finished: mark the report so nobody mistakes a partial run for a result.
         if runner.report and not isinstance(exc, ConfigError):
-            runner.report["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "crashed"
-            runner.report["error"] = _error_text(exc)
-            runner.report["finished_at"] = _now()
-            runner._save()
-            runner._save_records()
+            runner.save_crash(exc)
         raise

@@ -112,7 +112,7 @@ def test_mutated_configs_fail_cleanly(cfg: dict[str, Any], tmp_path_factory) -> 
     p.write_text(json.dumps(cfg))
     err, out = io.StringIO(), io.StringIO()
     with redirect_stderr(err), redirect_stdout(out):
-        code = main(["validate", str(p)])
+        code = main(["validate", "--portable", str(p)])  # the mutation, not this machine, must cause exit 2
     text = err.getvalue().strip()
     assert code == 2, (cfg, text, out.getvalue())
     assert len(text.splitlines()) == 1, text
@@ -126,4 +126,4 @@ def test_valid_configs_pass(tmp_path, monkeypatch) -> None:
         p = tmp_path / f"v{i}.json"
         p.write_text(json.dumps(cfg))
         with redirect_stderr(io.StringIO()), redirect_stdout(io.StringIO()):
-            assert main(["validate", str(p)]) == 0
+            assert main(["validate", "--portable", str(p)]) == 0  # the spec examples ask for CUDA

@@ -77,7 +77,7 @@ def _fingerprint_and_key(data: dict[str, Any]) -> tuple[str, str]:
 
     dtype = "float16" if tconf.use_fp16 else "float32"  # as the loaded pipe reports it on a GPU
     sampler = SamplerSettings(norm["num_inference_steps"], float(norm["guidance_scale"]), 16, 16, dtype=dtype,
-                              device=torch.device(tconf.device).type)
+                              device=torch.device(tconf.device).type, batch_size=run.raw.batch_size)
     return fp, ImageCache.key(fp, REQUEST, sampler, run.raw.seed)
 
 
@@ -141,12 +141,52 @@ def test_metric_fields_do_not_change_keys(name, metric, tiny_sd_dir):
     assert _fingerprint_and_key(data) == ref
     more = copy.deepcopy(data)
     more["metrics"][1]["config"]["limit"] = 7  # the other metric too
-    more["batch_size"] = 3
     more["output_dir"] = "elsewhere"
     assert _fingerprint_and_key(more) == ref
+
+
+def test_batch_size_and_cpu_threads_are_in_the_key_and_the_run_id(tiny_sd_dir, tiny_pipe_for_keys):
+    """Pixels depend on the batch size (±1 grey level on a few pixels) and, on the CPU, on torch's
+    thread count, so both are in the cache key; the batch size is also in the run_id."""
+    import torch
+
+    from erasekit.generation import ImageGenerator, sampler_settings
+
+    data = _config("mace", tiny_sd_dir)
+    fp, key = _fingerprint_and_key(data)
+    other = copy.deepcopy(data)
+    other["batch_size"] = data.get("batch_size", 8) + 1
+    assert _fingerprint_and_key(other)[0] == fp and _fingerprint_and_key(other)[1] != key
+    assert resolve_config(other).run_id() != resolve_config(data).run_id()
+
+    pipe, cache = tiny_pipe_for_keys
+    sampler = sampler_settings(pipe, 2, 4.0)
+
+    def keys(batch: int) -> str:
+        return ImageGenerator(pipe, "fp", sampler, cache, batch_size=batch, show_progress=False).key(REQUEST)
+
+    threads = torch.get_num_threads()
+    try:
+        assert keys(2) == keys(2) and keys(2) != keys(3)
+        base = keys(2)
+        torch.set_num_threads(threads + 1)
+        assert keys(2) != base
+    finally:
+        torch.set_num_threads(threads)
+    assert keys(2) == base
 
 
 def test_run_seed_changes_keys_not_fingerprint(tiny_sd_dir):
     fp0, key0 = _fingerprint_and_key(_config("mace", tiny_sd_dir))
     fp1, key1 = _fingerprint_and_key(_config("mace", tiny_sd_dir, seed=1))
     assert fp0 == fp1 and key0 != key1
+
+
+@pytest.fixture(scope="module")
+def tiny_pipe_for_keys(tmp_path_factory):
+    from support.tiny_models import build_tiny_pipeline
+
+    from erasekit.generation import ImageCache
+
+    tmp = tmp_path_factory.mktemp("keys")
+    return build_tiny_pipeline(tmp), ImageCache(tmp / "cache")

@@ -57,7 +57,7 @@ def read_csv(
     if "\x00" in text:
         raise ConfigError(field, f"{path} contains NUL bytes (binary file?)", f"give a CSV text file as the {what}")
     try:
-        reader = csv.reader(io.StringIO(text, newline=""))
+        reader = csv.reader(io.StringIO(text, newline=""), strict=True)  # an unclosed quote is an error, not merged rows
         header = next(reader, None)
         rows_raw = list(reader)
     except csv.Error as exc:
@@ -127,8 +127,10 @@ def parse_float(value: str, field: str, where: str, column: str) -> float | None
         f = _number(value)
     except ValueError:
         raise ConfigError(field, f"{where}: {column} {value!r} is not a number", f"fix the {column} column") from None
-    if f is None or math.isnan(f) or math.isinf(f):
+    if f is None or math.isnan(f):
         return None
+    if math.isinf(f):
+        raise ConfigError(field, f"{where}: {column} {value!r} is not a finite number", f"fix the {column} column")
     return f
 
 

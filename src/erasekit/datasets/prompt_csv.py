@@ -27,6 +27,20 @@ SEED_COLUMNS = ("seed", "evaluation_seed", "sd_seed")
 GUIDANCE_COLUMNS = ("guidance_scale", "evaluation_guidance", "sd_guidance_scale")
 
 
+#: the range technique.config.guidance_scale accepts; a row's own guidance must fit it too
+GUIDANCE_RANGE = (0.0, 100.0)
+
+
+def _guidance(value: str, field: str, where: str, column: str) -> float | None:
+    g = parse_float(value, field, where, column)
+    if g is not None and not GUIDANCE_RANGE[0] <= g <= GUIDANCE_RANGE[1]:
+        from erasekit.errors import ConfigError
+
+        raise ConfigError(field, f"{where}: {column} {g} is outside [{GUIDANCE_RANGE[0]:g}, {GUIDANCE_RANGE[1]:g}]",
+                          f"fix the {column} column")
+    return g
+
+
 def split_categories(value: str) -> tuple[str, ...]:
     return tuple(c.strip().lower() for c in value.split(",") if c.strip())
 
@@ -49,7 +63,7 @@ def rows_to_items(
             PromptItem(
                 prompt=prompt,
                 seed=parse_int(row.get(seed_col, ""), field, where, seed_col) if seed_col else None,
-                guidance_scale=parse_float(row.get(guid_col, ""), field, where, guid_col) if guid_col else None,
+                guidance_scale=_guidance(row.get(guid_col, ""), field, where, guid_col) if guid_col else None,
                 categories=split_categories(row.get("categories", "")),
                 meta={"row": i, **{k: v for k, v in row.items() if k not in used}},
             )

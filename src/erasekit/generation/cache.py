@@ -26,13 +26,11 @@ import hashlib
 import io
 import json
 import logging
-import os
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from erasekit.generation.request import ImageRequest, SamplerSettings
-from erasekit.utils.atomic_io import HOST, TMP_SUFFIX, atomic_write_bytes, fsync_dir, tmp_name_owner
+from erasekit.utils.atomic_io import atomic_write_bytes, fsync_dir, sweep_stale_tmp
 from erasekit.utils.canonical import canonical_json
 
 if TYPE_CHECKING:
@@ -41,7 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Bump when the key payload's meaning changes (old entries then simply stop matching).
-KEY_VERSION = 2  # 2: the device type joined the key
+KEY_VERSION = 3  # 2: the device type joined the key; 3: batch size and CPU thread count joined it
 
 
 def key_payload(fingerprint: str, request: ImageRequest, sampler: SamplerSettings, image_seed: int) -> dict[str, Any]:
@@ -66,6 +64,8 @@ def key_payload(fingerprint: str, request: ImageRequest, sampler: SamplerSetting
         "scheduler": sampler.scheduler,
         "dtype": sampler.dtype,
         "device": sampler.device,
+        "batch_size": int(sampler.batch_size),
+        "cpu_threads": int(sampler.cpu_threads),
     }
 
 
@@ -181,42 +181,7 @@ class ImageCache:
     # ------------------------------------------------------------------ housekeeping
 
     def sweep_tmp(self, max_age_s: float = 3600.0) -> int:
-        """Delete temp files left by killed writers; returns how many.
-
-        A temp file is stale when its writer (pid in the name, this host) is gone, or
-        when it is older than ``max_age_s`` (writers on other hosts of a shared disk).
-        Live writers' files are left alone.
-        """
+        """Delete temp files left by killed writers (:func:`erasekit.utils.atomic_io.sweep_stale_tmp`)."""
         if not self.images_dir.is_dir():
             return 0
-        removed = 0
-        now = time.time()
-        for sub in self.images_dir.iterdir():
-            if not sub.is_dir():
-                continue
-            for f in sub.iterdir():
-                if not (f.name.startswith(".") and f.name.endswith(TMP_SUFFIX)):
-                    continue
-                owner = tmp_name_owner(f.name)
-                stale = owner is None or (owner[0] == HOST and not _pid_alive(owner[1]))
-                if not stale:
-                    try:
-                        stale = now - f.stat().st_mtime > max_age_s
-                    except FileNotFoundError:
-                        continue
-                if stale:
-                    f.unlink(missing_ok=True)
-                    removed += 1
-        return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        return sweep_stale_tmp([sub for sub in self.images_dir.iterdir() if sub.is_dir()], max_age_s)

@@ -25,6 +25,7 @@ Guarantees (each one is tested in ``tests/generation``):
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import sys
@@ -88,11 +89,14 @@ def sampler_settings(
     guidance_scale: float,
     height: int | None = None,
     width: int | None = None,
+    batch_size: int = 0,
 ) -> SamplerSettings:
     """SamplerSettings for ``pipe``: scheduler and dtype read from the pipe, size from the
-    UNet's native resolution unless given. Use this so the cache key tells the truth."""
+    UNet's native resolution unless given, batch size and (on the CPU) torch's thread count as
+    they will be used. Use this so the cache key tells the truth."""
     h = height or _native_size(pipe)
     w = width or _native_size(pipe)
+    device = _pipe_device_type(pipe)
     return SamplerSettings(
         num_inference_steps=int(num_inference_steps),
         guidance_scale=float(guidance_scale),
@@ -100,8 +104,19 @@ def sampler_settings(
         width=int(w),
         scheduler=type(pipe.scheduler).__name__,
         dtype=_pipe_dtype(pipe) or "float32",
-        device=_pipe_device_type(pipe),
+        device=device,
+        batch_size=int(batch_size),
+        cpu_threads=cpu_threads(device),
     )
+
+
+def cpu_threads(device_type: str) -> int:
+    """torch's intra-op thread count when generating on the CPU (pixels depend on it), else 0."""
+    if device_type != "cpu":
+        return 0
+    import torch
+
+    return int(torch.get_num_threads())
 
 
 def _pipe_device_type(pipe: Any) -> str:
@@ -153,7 +168,8 @@ class ImageGenerator:
         self._check_sampler_matches_pipe(pipe, sampler)
         self.pipe = pipe
         self.fingerprint = fingerprint
-        self.sampler = sampler
+        # the batch size and thread count this generator really uses are part of every key
+        self.sampler = dataclasses.replace(sampler, batch_size=int(batch_size), cpu_threads=cpu_threads(sampler.device))
         self.cache = cache
         self.run_seed = int(run_seed)
         self.batch_size = int(batch_size)

@@ -38,6 +38,12 @@ class SamplerSettings:
     dtype: str = "float32"
     #: device *type* ("cpu", "cuda", "mps"): kernels differ, so pixels do; ranks on cuda:0..N share
     device: str = "cpu"
+    #: images per pipeline call (every call is padded to it): measured to move single pixels by ±1
+    #: grey level, so it is part of the key (0: not yet known; the generator fills it in)
+    batch_size: int = 0
+    #: torch's intra-op CPU threads when generating on the CPU (same reason; 0 on accelerators,
+    #: whose kernels do not depend on it)
+    cpu_threads: int = 0
 
 
 @dataclass

@@ -6,7 +6,6 @@ and no metric module imports another.
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -84,30 +83,31 @@ def names_any(text: str, words: Sequence[str]) -> bool:
 # ---------------------------------------------------------------- files
 
 
-def require_file(path: str | None, where: str, what: str) -> Path | None:
+def require_file(path: str | None, where: str, what: str, *, folder_ok: bool = False) -> Path | None:
+    """``path`` exists and is a regular file (or, with ``folder_ok``, a folder). A FIFO, socket or
+    device is refused: reading one would hang validation or read forever."""
     if path is None:
         return None
     p = Path(path).expanduser()
     if not p.exists():
         raise ConfigError(where, f"{what} not found: {path}", "check the path (relative paths are relative to the working directory)")
+    if not (p.is_file() or (folder_ok and p.is_dir())):
+        kind = "a folder" if p.is_dir() else "not a regular file"
+        raise ConfigError(where, f"{what} {path} is {kind}", "point it at the file itself" if not folder_ok else "give a file or a folder")
     return p
 
 
 def require_prompt_csv(path: str | None, where: str) -> Path:
-    """A CSV that exists, decodes as UTF-8 and has a ``prompt`` column."""
+    """A prompt CSV read completely, as the metric will read it (UTF-8 with or without BOM, a
+    ``prompt`` column, at least one row, valid seeds and guidance, balanced quotes), so a bad row
+    fails ``validate`` instead of a run after the model has loaded."""
     if not path:
         raise ConfigError(where, "required", "give the path of a CSV file with a 'prompt' column")
+    from erasekit.datasets.prompt_csv import load_prompt_csv
+
     p = require_file(path, where, "prompt CSV")
     assert p is not None
-    try:
-        with p.open(newline="", encoding="utf-8") as fh:
-            header = next(csv.reader(fh), None)
-    except UnicodeDecodeError:
-        raise ConfigError(where, f"{path} is not UTF-8 text", "save the CSV as UTF-8") from None
-    except (OSError, csv.Error) as exc:
-        raise ConfigError(where, f"cannot read {path} ({exc})", "give a readable CSV file") from None
-    if not header or "prompt" not in [h.strip().lower() for h in header]:
-        raise ConfigError(where, f"{path} has no 'prompt' column", "add a header row with a 'prompt' column")
+    load_prompt_csv(p, None, field=where)
     return p
 
 

@@ -120,7 +120,7 @@ class Fid(Metric[FidConfig]):
     @classmethod
     def check_config(cls, config: FidConfig, run, path: str) -> None:  # type: ignore[override]
         require_file(config.captions_path, f"{path}.captions_path", "captions file")
-        require_file(config.reference_path, f"{path}.reference_path", "reference set")
+        require_file(config.reference_path, f"{path}.reference_path", "reference set", folder_ok=True)
         require_file(config.inception_weights_path, f"{path}.inception_weights_path", "Inception weights")
         if config.inception_weights_path and not Path(config.inception_weights_path).expanduser().is_file():
             raise ConfigError(f"{path}.inception_weights_path", f"{config.inception_weights_path} is not a file", "point it at the .pth file")

@@ -42,7 +42,7 @@ def sampler_defaults(model_id: str) -> SamplerDefaults:
         return SamplerDefaults(**{k: TOY_DEFAULTS[k] for k in ("num_inference_steps", "guidance_scale", "height", "width")})
     d = dict(SD_DEFAULTS)
     folder = Path(model_id)
-    if folder.is_dir():
+    if is_folder(folder):
         size = _native_size(folder)
         if size:
             d["height"] = d["width"] = size
@@ -57,6 +57,15 @@ def _native_size(folder: Path) -> int | None:
         return int(unet["sample_size"]) * factor
     except (OSError, KeyError, ValueError):
         return None
+
+
+def is_folder(path: Path) -> bool:
+    """``path.is_dir()`` that is False (not an exception) for names the OS cannot even look up
+    (too long, NUL byte): a model id from a config is untrusted text."""
+    try:
+        return path.expanduser().is_dir()
+    except (OSError, ValueError):
+        return False
 
 
 def resolve_device(device: str) -> str:
@@ -88,7 +97,7 @@ def local_model_dir(model_id: str) -> Path:
     if model_id == TOY_MODEL_ID:
         return toy_pipeline_dir()
     p = Path(model_id).expanduser()
-    if p.is_dir():
+    if is_folder(p):
         if not (p / "model_index.json").is_file():
             raise ModelNotFoundError(f"{model_id}: not a diffusers pipeline folder (no model_index.json)")
         return p
@@ -109,7 +118,7 @@ def local_model_dir(model_id: str) -> Path:
 def base_fingerprint(model_id: str) -> str:
     """Identity of the unedited base weights (16 hex chars)."""
     folder = local_model_dir(model_id)
-    if model_id != TOY_MODEL_ID and not Path(model_id).is_dir():
+    if model_id != TOY_MODEL_ID and not is_folder(Path(model_id)):
         ident = f"hub:{model_id}@{folder.name}"  # snapshot folder name is the commit hash
     else:
         ident = f"files:{folder_digest(folder)}"

@@ -16,7 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from erasekit.report.schema import declared, direction_label, load_report
+from erasekit.report.schema import Report, declared, direction_label, load_report
 from erasekit.utils.atomic_io import atomic_write_text, read_jsonl
 
 MAX_IMAGES_PER_METRIC = 24
@@ -94,10 +94,11 @@ def _cell(rec: dict[str, Any], cache_root: Path, base: dict[str, Any] | None) ->
     )
 
 
-def render_html(run_dir: Path) -> str:
-    """The page for a finished (or partial) run directory."""
+def render_html(run_dir: Path, report: dict[str, Any] | None = None) -> str:
+    """The page for a finished (or partial) run directory (``report``: the run's report as the
+    runner holds it, before report.json is final; default: read report.json)."""
     run_dir = Path(run_dir)
-    report = load_report(run_dir)
+    report = load_report(run_dir) if report is None else Report.model_validate(report)
     records = read_jsonl(run_dir / "records.jsonl")
     candidates = [report.paths.cache_dir, (report.config or {}).get("cache_dir")]
     cache_root = run_dir / "cache"
@@ -181,8 +182,8 @@ def render_html(run_dir: Path) -> str:
     )
 
 
-def write_html(run_dir: Path) -> Path:
+def write_html(run_dir: Path, report: dict[str, Any] | None = None) -> Path:
     """(Re)write ``run_dir/report.html`` atomically; returns its path."""
     out = Path(run_dir) / "report.html"
-    atomic_write_text(out, render_html(Path(run_dir)))
+    atomic_write_text(out, render_html(Path(run_dir), report))
     return out

@@ -65,4 +65,9 @@ def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         ) from None
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise TechniqueError(f"{p} is not a UNet state dict (a mapping of parameter names to tensors)")
+    for name, tensor in state.items():
+        # NaN/inf weights draw black images, which every detector calls "clean": a perfect-looking
+        # erasure. Refuse them, naming the first bad tensor.
+        if (tensor.is_floating_point() or tensor.is_complex()) and not bool(torch.isfinite(tensor).all()):
+            raise TechniqueError(f"refused to load {p}: tensor {name!r} holds NaN or infinite values (a diverged or corrupted edit)")
     return state

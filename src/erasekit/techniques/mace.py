@@ -157,8 +157,10 @@ class MACE(Technique):
         n = len(as_list(config.erase_concept))
         if len(froms) > 1 and len(froms) != n:
             raise ConfigError(f"{path}.erase_from", f"a list of {len(froms)} targets for {n} erase_concept entries", "give one erase_from string for all synonyms, or one per erase_concept entry")
-        if config.prior_captions not in (None, "auto") and not Path(config.prior_captions).expanduser().is_file():
-            raise ConfigError(f"{path}.prior_captions", f"file not found: {config.prior_captions}", "give a UTF-8 text file with one caption per line, 'auto', or null")
+        if config.prior_captions not in (None, "auto"):
+            if not read_caption_file(config.prior_captions, f"{path}.prior_captions"):
+                raise ConfigError(f"{path}.prior_captions", f"{config.prior_captions} holds no caption",
+                                  "give a UTF-8 text file with one caption per line, 'auto', or null")
 
     # -------------------------------------------------------------- identity
 

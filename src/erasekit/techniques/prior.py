@@ -90,9 +90,12 @@ GENERIC_CAPTIONS: tuple[str, ...] = (
 )
 
 
-def read_caption_file(path: str | Path) -> list[str]:
-    """One caption per line (UTF-8); blank lines and lines starting with '#' are skipped."""
-    lines = Path(path).expanduser().read_text(encoding="utf-8").splitlines()
+def read_caption_file(path: str | Path, field: str = "technique.config.prior_captions") -> list[str]:
+    """One caption per line (UTF-8); blank lines and lines starting with '#' are skipped.
+    A missing, non-regular, binary or empty file is a ConfigError naming ``field``."""
+    from erasekit.datasets.io import read_text
+
+    lines = read_text(path, field, "caption file").splitlines()
     return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
 
 

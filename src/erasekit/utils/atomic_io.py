@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -25,6 +26,59 @@ def tmp_name_owner(name: str) -> tuple[str, int] | None:
         return parts[-3], int(parts[-2])
     except (IndexError, ValueError):
         return None
+
+
+def sweep_stale_tmp(folders: Iterable[Path], max_age_s: float = 3600.0) -> int:
+    """Delete the temp files killed writers left in ``folders``; returns how many.
+
+    A temp file is stale when its writer (pid in the name, this host) is gone, or when it is
+    older than ``max_age_s`` (writers on other hosts of a shared disk). Live writers' files
+    are left alone.
+    """
+    removed = 0
+    now = time.time()
+    for folder in folders:
+        try:
+            entries = list(Path(folder).iterdir())
+        except OSError:
+            continue
+        for f in entries:
+            if not (f.name.startswith(".") and f.name.endswith(TMP_SUFFIX)):
+                continue
+            owner = tmp_name_owner(f.name)
+            stale = owner is None or (owner[0] == HOST and not _pid_alive(owner[1]))
+            if not stale:
+                try:
+                    stale = now - f.stat().st_mtime > max_age_s
+                except FileNotFoundError:
+                    continue
+            if stale:
+                f.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def write_in_place(path: Path, data: bytes) -> None:
+    """Overwrite an existing file without a temp file (the last resort when the disk is full:
+    rewriting a file no larger than before needs no new blocks). Not atomic."""
+    with open(path, "r+b") as fh:
+        fh.seek(0)
+        fh.write(data)
+        fh.truncate()
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def fsync_dir(folder: Path) -> None:
