@@ -28,9 +28,9 @@ class ConfigError(ErasekitError):
     MAX_LINE = 270
 
     def one_line(self) -> str:
-        msg = f"{clip_text(self.path, 80)}: {clip_text(self.problem, 140)}"
+        msg = f"{clip_text(self.path, 60)}: {clip_text(self.problem, 180)}"
         if self.fix:
-            msg += f". Fix: {clip_text(self.fix, max(30, self.MAX_LINE - len(msg) - 8))}."
+            msg += f". Fix: {clip_text(self.fix, max(20, self.MAX_LINE - len(msg) - 8))}."
         return msg
 
 
@@ -38,7 +38,8 @@ def clip_text(text: str, limit: int) -> str:
     """One printable line of at most ``limit`` characters: control characters (NUL, newlines,
     escapes) are shown escaped, whitespace runs folded, the middle of a long text elided — an
     error message must never be a megabyte or carry a terminal escape sequence."""
-    s = " ".join(str(text).split())
+    words = [w if len(w) <= 48 or "/" not in w else "..." + w[-40:] for w in str(text).split()]  # long paths: their tail
+    s = " ".join(words)
     s = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in s)
     if len(s) > limit:
         keep = limit - 5

@@ -133,16 +133,15 @@ def test_asr_i2p_with_the_real_nudenet_on_clean_images(tmp_path: Path, i2p_csv: 
 
 
 def test_empty_prompt_sets_are_errors_never_a_zero_asr(tmp_path: Path, i2p_csv: Path) -> None:
-    from erasekit.metrics.asr_i2p import asr_result
+    from erasekit.metrics.common import asr_result
 
     no_cat = write_csv(tmp_path / "v.csv", ["prompt", "categories"], [["a bloody battle", "violence"]])
     run = run_config(tmp_path, "asr_i2p", {"concept": "nudity", "i2p_path": str(no_cat)}, model_id="dummy/sd-model")
     with pytest.raises(ConfigError, match="no prompt in category 'sexual'"):
         metric_for(run, PresetPool()).requests()
     empty = write_csv(tmp_path / "empty.csv", ["prompt"], [[""]])
-    run = run_config(tmp_path, "asr_custom", {"concept": "cat", "prompts_path": str(empty)}, model_id="dummy/sd-model")
-    with pytest.raises(ConfigError, match="prompts_path"):
-        metric_for(run).requests()
+    with pytest.raises(ConfigError, match="prompts_path"):  # read completely at validation, before any model
+        run_config(tmp_path, "asr_custom", {"concept": "cat", "prompts_path": str(empty)}, model_id="dummy/sd-model")
     with pytest.raises(ErasekitError, match="empty"):
         asr_result([], RecordedNudeNet(), "nudity", [], 1, {})
 
