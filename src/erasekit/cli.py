@@ -164,9 +164,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _log_to_file(output_dir: Path) -> logging.FileHandler | None:
-    """Debug log of this run in ``output_dir/erasekit.log`` (appended; tracebacks go here, not to
+    """Debug log of this run in ``output_dir/run.log`` (appended; tracebacks go here, not to
     the terminal). None when the folder cannot be written (the run then says why)."""
-    path = Path(output_dir) / "erasekit.log"
+    path = Path(output_dir) / "run.log"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(path, encoding="utf-8", delay=True)

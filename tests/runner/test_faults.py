@@ -78,10 +78,10 @@ def test_disk_full_while_writing_images_is_one_line_and_a_crashed_report(tmp_pat
     monkeypatch.setattr(ImageCache, "put", full)
     assert main(["run", str(_write(tmp_path))]) == 1
     line = _one_line(capsys)
-    assert "No space left on device" in line and "erasekit.log" in line
+    assert "No space left on device" in line and "run.log" in line
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["status"] == "crashed" and "No space left" in report["error"]
-    assert "Traceback" in (tmp_path / "out" / "erasekit.log").read_text()
+    assert "Traceback" in (tmp_path / "out" / "run.log").read_text()
 
 
 def test_disk_full_for_the_report_too_still_records_the_crash(tmp_path: Path, capsys, monkeypatch) -> None:
