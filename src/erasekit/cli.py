@@ -60,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--portable", action="store_true",
                    help="skip this machine's checks (devices exist, output/cache folders writable): "
                         "for a config meant to run elsewhere, e.g. device: cuda checked on a laptop")
+    v.add_argument("--no-assets", action="store_true",
+                   help="skip checking that every model, dataset and weights file the metrics read is available offline")
 
     ls = sub.add_parser("list", help="list techniques, metrics, detectors and presets; or every config key of one",
                         epilog=EPILOG_LIST, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -78,6 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--format", choices=["table", "markdown", "csv", "json"], default="table",
                    help="output format (csv cells that a spreadsheet would run as a formula are quoted)")
     c.add_argument("--alpha", type=float, action="append", help="BenchScore weight(s) on safety (default 0.6 and 0.4)")
+    c.add_argument("--no-base", action="store_true",
+                   help="leave out the base-model rows that compare_to_base runs add (one per distinct base model)")
     return p
 
 
@@ -100,7 +104,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     except ConfigError as err:
         return _fail_config(err)
     try:
-        check_machine(run, portable=args.portable)
+        check_machine(run, portable=args.portable, assets=not args.no_assets)
     except ConfigError as err:
         return _fail_config(err)
     concepts = run.concepts()

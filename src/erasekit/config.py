@@ -358,10 +358,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise ConfigError(str(path), f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})", "fix the syntax") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = f": {str(exc.problem)[:80]}" if getattr(exc, "problem", None) else ""
-        raise ConfigError(str(path), f"not valid YAML{where}{problem}", "fix the syntax") from None
+        raise ConfigError(str(path), f"not valid YAML {_yaml_reason(exc)}", "fix the syntax there") from None
     except RecursionError:
         raise ConfigError(str(path), "the file is nested too deeply", "a run config is a few levels deep; check the file") from None
     except _DuplicateKey as exc:
@@ -406,6 +403,20 @@ def _measure(node: Any, memo: dict[int, tuple[int, int]]) -> tuple[int, int]:
                 break
         memo[key] = (depth + 1, total)
     return memo[key]
+
+
+def _yaml_reason(exc: yaml.YAMLError) -> str:
+    """The parser's own reason and place: "at line 4, column 10: mapping values are not allowed
+    here", plus where the construct began when that is elsewhere (an unclosed quote or bracket)."""
+    mark = getattr(exc, "problem_mark", None)
+    out = f"at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = getattr(exc, "problem", None)
+    if problem:
+        out += f": {str(problem)[:80]}"
+    context, cmark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and cmark and (not mark or cmark.line != mark.line):
+        out += f" ({str(context)[:50]} at line {cmark.line + 1}, column {cmark.column + 1})"
+    return out or f"({exc.__class__.__name__})"
 
 
 class _DuplicateKey(Exception):
@@ -462,10 +473,12 @@ def check_output_folder(path: Path, field: str, *, writable: bool = True) -> Non
         raise ConfigError(field, f"{ancestor} is not writable (read-only mount or permissions)", "choose a folder you can write")
 
 
-def check_machine(run: ResolvedRun, *, portable: bool = False) -> None:
+def check_machine(run: ResolvedRun, *, portable: bool = False, assets: bool = True) -> None:
     """Checks that depend on this machine but need no model: the devices exist, the output and
-    cache folders can be written. ``validate`` runs them (unless ``--portable``) and ``run`` always
-    does, so nothing ``validate`` accepted fails later for one of these reasons."""
+    cache folders can be written, the base model and (``assets``) every model, dataset and weights
+    file the metrics read are available offline. ``validate`` runs them (``--portable`` skips all of
+    them, ``--no-assets`` the last) and ``run`` always does, so nothing ``validate`` accepted fails
+    later for one of these reasons."""
     check_output_folder(run.output_dir, "output_dir", writable=not portable)
     check_output_folder(run.cache_dir, "cache_dir", writable=not portable)
     if portable:
@@ -486,6 +499,9 @@ def check_machine(run: ResolvedRun, *, portable: bool = False) -> None:
     except ModelNotFoundError as err:
         raise ConfigError("technique.config.model_id", str(err).split(". ")[0], "give a local diffusers folder, an HF id in the local "
                           "HF cache (huggingface-cli download on a machine with network), or toy") from None
+    if assets:
+        for m in run.metrics:
+            m.cls.check_assets(m.config, run, f"{m.path}.config")
 
 
 def load_config(path: str | Path) -> ResolvedRun:

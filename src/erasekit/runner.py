@@ -12,12 +12,14 @@ machine without it) raises ConfigError → exit 2.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import logging
 import re
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,6 +94,26 @@ class Runner:
         self.dist = Dist()
 
     # ------------------------------------------------------------ reporting
+    @contextlib.contextmanager
+    def _phase(self, name: str, spin: bool = True) -> Iterator[None]:
+        """A named step: a spinner on a terminal, a plain line otherwise (and in run.log); steps
+        that take over a second report their duration, so a long attack never looks like a hang."""
+        t0 = time.perf_counter()
+        spinner = None
+        if spin and self.show_progress and self.console is not None and self.dist.is_main:
+            spinner = self.console.status(name + " …")
+            spinner.start()
+        else:
+            self._say(f"{name} …")
+        try:
+            yield
+        finally:
+            if spinner is not None:
+                spinner.stop()
+            elapsed = time.perf_counter() - t0
+            if elapsed > 1.0:
+                self._say(f"{name}: {elapsed:.1f} s")
+
     def _say(self, msg: str) -> None:
         if not self.dist.is_main:
             return
@@ -168,12 +190,13 @@ class Runner:
             distributed={"world_size": self.dist.world},
         ).to_json_dict()
         self._save()
+        log.debug("run %s, normalised config: %s", self.report["run_id"], json.dumps(norm, default=str))
         t_start = time.perf_counter()
         torch.manual_seed(run.raw.seed)
 
         t0 = time.perf_counter()
-        self._say(f"loading base model [bold]{tconf.model_id}[/bold] on {device}")
-        pipe = load_base_pipeline(tconf.model_id, device=device, use_fp16=tconf.use_fp16)
+        with self._phase(f"loading base model {tconf.model_id} on {device}"):
+            pipe = load_base_pipeline(tconf.model_id, device=device, use_fp16=tconf.use_fp16)
         self.report["timings"]["load_seconds"] = round(time.perf_counter() - t0, 3)
         base_fp = base_fingerprint(tconf.model_id)
         technique = run.technique_cls(tconf)
@@ -187,7 +210,7 @@ class Runner:
                                    batch_size=run.raw.batch_size)
         self.report["sampler"] = sampler.__dict__.copy()
         cache = ImageCache(run.cache_dir)
-        pool = _detector_pool(device)
+        pool = self._pool = _detector_pool(device)
 
         def make_generator(fp: str, shard: tuple[int, int] | None = None) -> Any:
             return ImageGenerator(pipe, fp, sampler, cache, run_seed=run.raw.seed, batch_size=run.raw.batch_size,
@@ -203,9 +226,9 @@ class Runner:
             variants.append(base)
 
         t0 = time.perf_counter()
-        self._say(f"applying technique [bold]{run.technique_name}[/bold]")
         try:
-            details = technique.apply(pipe)
+            with self._phase(f"applying technique {run.technique_name}"):
+                details = technique.apply(pipe)
             self.report["technique"].update(status="ok", details=details or {})
         except Exception as exc:  # noqa: BLE001 - recorded in the report, run ends with exit 1
             self.report["technique"].update(status="failed", error=_error_text(exc), traceback=traceback.format_exc())
@@ -218,6 +241,7 @@ class Runner:
 
         erased = _Variant("erased", fingerprint)
         self._prepare(erased, pipe, pool)
+        self.report["config_used"] = self._config_used(norm, erased, device, str(pipe.unet.dtype).replace("torch.", ""))
         self._generate(erased, make_generator, fingerprint)
         variants.insert(0, erased)
         if not self.dist.is_main:
@@ -237,9 +261,11 @@ class Runner:
             ctx = MetricContext(run=self.run, pipe=pipe, model_fingerprint=variant.fingerprint, detectors=pool,
                                 cache_dir=self.run.cache_dir, variant=variant.name, log=log)
             try:
-                metric = m.cls.create(m.config, ctx, f"{m.path}.config")
-                variant.metrics[m.key] = metric
-                metric.prepare(self.dist.rank, self.dist.world)
+                # prompt sets; attacks (minutes at paper scale, with their own progress bar: no spinner)
+                with self._phase(f"{variant.name}: preparing {m.key}", spin=False):
+                    metric = m.cls.create(m.config, ctx, f"{m.path}.config")
+                    variant.metrics[m.key] = metric
+                    metric.prepare(self.dist.rank, self.dist.world)
             except Exception as exc:  # noqa: BLE001
                 variant.errors[m.key] = _error_text(RuntimeError(str(exc)) if isinstance(exc, ConfigError) else exc)
                 log.debug("metric %s failed while preparing", m.key, exc_info=True)
@@ -253,6 +279,26 @@ class Runner:
                 variant.errors[key] = _error_text(RuntimeError(str(exc)) if isinstance(exc, ConfigError) else exc)
                 log.debug("metric %s failed while collecting requests", key, exc_info=True)
         self.report["timings"][f"prepare_seconds_{variant.name}"] = round(time.perf_counter() - t0, 3)
+
+    def _config_used(self, norm: dict[str, Any], variant: _Variant, device: str, dtype: str) -> dict[str, Any]:
+        """The normalised config as this run really used it: the resolved device, half precision
+        only where it ran, every model key a metric left open filled with the model it loads."""
+        import copy
+
+        used = copy.deepcopy(norm)
+        tech = used["technique"]["config"]
+        tech["device"] = device
+        if "use_fp16" in tech:
+            tech["use_fp16"] = dtype == "float16"
+        for i, m in enumerate(self.run.metrics):
+            metric = variant.metrics.get(m.key)
+            if metric is None:
+                continue
+            try:
+                used["metrics"][i]["config"] = metric.resolved_config(getattr(self._pool, "device", device))
+            except Exception:  # noqa: BLE001 - a description must never cost the run
+                log.debug("metric %s: could not resolve its config", m.key, exc_info=True)
+        return used
 
     def _generate(self, variant: _Variant, make_generator: Any, fingerprint: str) -> None:
         """One deduplicated generation pass for all metrics of a variant.
@@ -298,7 +344,8 @@ class Runner:
             try:
                 if m.key in variant.errors:
                     raise RuntimeError(variant.errors[m.key])
-                result = variant.metrics[m.key].compute(variant.images[m.key])
+                with self._phase(f"{variant.name}: scoring {m.key}"):  # detector loads, reference statistics
+                    result = variant.metrics[m.key].compute(variant.images[m.key])
                 if not isinstance(result, MetricResult):
                     raise TypeError(f"{m.key}.compute returned {type(result).__name__}, not MetricResult")
             except Exception as exc:  # noqa: BLE001 - a failing metric must not stop the others

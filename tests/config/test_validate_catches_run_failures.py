@@ -78,3 +78,35 @@ def test_a_megabyte_key_and_control_characters_stay_one_short_line(tmp_path: Pat
     assert main(["validate", str(p)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and len(err) <= 300 and "\x00" not in err and "\x1b" not in err, err[:400]
+
+
+@pytest.mark.parametrize(
+    "metric,field,words",
+    [
+        ({"name": "clip_score", "config": {"captions_path": "CAPTIONS"}}, "metric.config.clip_model", "not in the local HF cache"),
+        ({"name": "clip_score", "config": {}}, "metric.config.captions_path", "not bundled"),
+        ({"name": "fid", "config": {"captions_path": "CAPTIONS", "reference_path": "REFS"}}, "metric.config.inception_weights_path",
+         "Inception weights"),
+        ({"name": "tifa", "config": {}}, "metric.config.qa_path", "not bundled"),
+        ({"name": "asr_i2p", "config": {"concept": "violence", "i2p_path": "CAPTIONS"}}, "metric.config.clip_model", "CLIP model"),
+    ],
+    ids=["clip-not-cached", "no-captions", "no-inception", "no-tifa", "i2p-clip"],
+)
+def test_every_asset_a_metric_reads_is_checked_offline(tmp_path: Path, capsys, monkeypatch, tiny_sd_dir: Path,
+                                                       metric: dict, field: str, words: str) -> None:
+    """On a real (here: tiny SD-shaped) model, a metric whose CLIP, Inception weights or data set is
+    not on this machine fails `validate` (and `run`, before loading anything) with the field to set;
+    `--no-assets` skips exactly these checks."""
+    import torch
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty_hub"))
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty_torch_hub"))
+    captions = tmp_path / "captions.csv"
+    captions.write_text("prompt,categories\na photo of a dog,violence\n")
+    (tmp_path / "refs").mkdir()
+    cfg = json.loads(json.dumps(metric).replace("CAPTIONS", str(captions)).replace("REFS", str(tmp_path / "refs")))
+    p = _cfg(tmp_path, technique={"name": "none", "config": {"model_id": str(tiny_sd_dir), "device": "cpu"}}, metric=cfg)
+    _refused(p, capsys, field, words)
+    assert main(["run", str(p), "--no-progress"]) == 2
+    assert f"config error: {field}" in capsys.readouterr().err
+    assert main(["validate", "--no-assets", str(p)]) == 0

@@ -16,8 +16,9 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from erasekit.assets import require_judge
 from erasekit.datasets.items import PromptItem
-from erasekit.detectors.presets import NUDENET_PRESETS
+from erasekit.detectors.presets import DEFAULT_CLIP_MODEL, NUDENET_PRESETS
 from erasekit.detectors.select import build_judge, check_judge, judge_name
 from erasekit.errors import ConfigError
 from erasekit.metrics.base import Metric, MetricResult
@@ -64,6 +65,12 @@ class AsrCustom(Metric[AsrCustomConfig]):
         if config.contrast_captions and name != "clip":
             raise ConfigError(f"{path}.contrast_captions", "contrast captions apply to the CLIP judge only", "remove them or use detector: clip")
         warn_mismatch(run, concept, path)
+
+    @classmethod
+    def check_assets(cls, config: AsrCustomConfig, run, path: str) -> None:  # type: ignore[override]
+        concept, _ = require_concept(run, config.concept, path, "detect")
+        name = judge_name(run.world, concept, config.detector, clip_model=config.clip_model)
+        require_judge(name, config, run.world, path, DEFAULT_CLIP_MODEL)
 
     def setup(self) -> None:
         from erasekit.datasets import load_prompt_csv

@@ -21,7 +21,8 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from erasekit.detectors.presets import NUDENET_PRESETS
+from erasekit.assets import require_i2p, require_judge
+from erasekit.detectors.presets import DEFAULT_CLIP_MODEL, NUDENET_PRESETS
 from erasekit.detectors.select import build_judge, check_judge, judge_name
 from erasekit.metrics.base import Metric, MetricResult
 from erasekit.metrics.common import (
@@ -64,6 +65,14 @@ class AsrI2P(Metric[AsrI2PConfig]):
             i2p_category(concept, where)
         check_judge(config, concept, run.world, path, where)
         warn_mismatch(run, concept, path)
+
+    @classmethod
+    def check_assets(cls, config: AsrI2PConfig, run, path: str) -> None:  # type: ignore[override]
+        concept, _ = require_concept(run, config.concept, path)
+        if config.i2p_path is None and not run.world.has_default_prompts:
+            require_i2p(f"{path}.i2p_path")
+        name = judge_name(run.world, concept, config.detector, clip_model=config.clip_model)
+        require_judge(name, config, run.world, path, DEFAULT_CLIP_MODEL)
 
     def setup(self) -> None:
         cfg = self.config

@@ -181,9 +181,28 @@ class Metric(ABC, Generic[C]):
             "benchscore": [s.as_dict() for s in cls.benchscore_entries()],
         }
 
+    #: defaults of model keys a config may leave open (``None``): key → model the world maps it to
+    default_models: ClassVar[dict[str, str]] = {"clip_model": "openai/clip-vit-large-patch14"}
+
+    def resolved_config(self, device: str) -> dict[str, Any]:
+        """The config as this run uses it (report.json ``config_used``): ``device: auto`` resolved,
+        and model keys left open filled with the model the world picks (the toy mini-CLIP …)."""
+        out = self.config.model_dump(mode="json")
+        if out.get("device") == "auto":
+            out["device"] = device
+        for key, default in self.default_models.items():
+            if key in out and out[key] is None:
+                out[key] = self.world.vqa_model(None, default) if key == "vqa_model" else self.world.clip_model(None, default)
+        return out
+
     @classmethod  # noqa: B027 - optional hook, no-op by default
     def check_config(cls, config: C, run: ResolvedRun, path: str) -> None:
         """Compatibility checks needing no model; raise ConfigError(f"{path}.field", …)."""
+
+    @classmethod  # noqa: B027 - optional hook, no-op by default
+    def check_assets(cls, config: C, run: ResolvedRun, path: str) -> None:
+        """That every model / dataset / weights file this metric will read is on this machine
+        (helpers in :mod:`erasekit.assets`); raise ConfigError naming the field. Reads no weights."""
 
     def setup(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Load prompt sets / resolve defaults (called once, by :meth:`create`)."""

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from erasekit.assets import require_hf_model
 from erasekit.config import MetricConfig
 from erasekit.detectors.select import check_clip_model
 from erasekit.errors import ConfigError
@@ -72,6 +73,17 @@ class ClipScore(Metric[ClipScoreConfig]):
         require_file(config.captions_path, f"{path}.captions_path", "captions file")
         if config.clip_model:
             check_clip_model(config.clip_model, f"{path}.clip_model")
+
+    @classmethod
+    def check_assets(cls, config: ClipScoreConfig, run, path: str) -> None:  # type: ignore[override]
+        if config.captions_path is None and not run.world.has_default_prompts:
+            raise ConfigError(f"{path}.captions_path", "no captions file (COCO captions are not bundled)",
+                              "set captions_path to a captions CSV or COCO captions_*.json")
+        require_hf_model(run.world.clip_model(config.clip_model, DEFAULT_MODELS[preset_name(config)]), f"{path}.clip_model", "CLIP model")
+
+    @property
+    def default_models(self) -> dict[str, str]:  # type: ignore[override]  # the preset picks the CLIP
+        return {"clip_model": DEFAULT_MODELS[preset_name(self.config)]}
 
     def setup(self) -> None:
         cfg = self.config

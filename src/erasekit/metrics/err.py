@@ -37,7 +37,9 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from erasekit.assets import require_i2p, require_judge
 from erasekit.concepts import is_nudity
+from erasekit.detectors.presets import DEFAULT_CLIP_MODEL
 from erasekit.detectors.select import build_judge, check_judge, judge_name, select_judge
 from erasekit.errors import ConfigError, ErasekitError
 from erasekit.generation.request import ImageRequest
@@ -151,6 +153,16 @@ class Err(Metric[ErrConfig]):
         require_file(config.adversarial_prompts_path, f"{path}.adversarial_prompts_path", "adversarial prompt CSV")
         require_file(config.i2p_path, f"{path}.i2p_path", "I2P CSV")
         require_file(config.retain_prompts_path, f"{path}.retain_prompts_path", "retain prompt CSV")
+
+    @classmethod
+    def check_assets(cls, config: ErrConfig, run, path: str) -> None:  # type: ignore[override]
+        concept, _ = require_concept(run, config.concept, path)
+        if config.i2p_path is None and not run.world.has_default_prompts:
+            require_i2p(f"{path}.i2p_path")
+        for c in (concept, config.retain_concept or NUDITY_RETAIN_CONCEPT):
+            name = judge_name(run.world, c, config.detector if c == concept else "auto", prefer_classifier=True,
+                              clip_model=config.clip_model)
+            require_judge(name, config, run.world, path, DEFAULT_CLIP_MODEL)
 
     def setup(self) -> None:
         self.concept, self._concept_field = require_concept(self.ctx.run, self.config.concept, self.path)

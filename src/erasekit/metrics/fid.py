@@ -40,6 +40,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
+from erasekit.assets import require_hf_model, require_inception
 from erasekit.config import MetricConfig
 from erasekit.detectors.select import check_clip_model
 from erasekit.errors import ConfigError, ErasekitError
@@ -114,6 +115,7 @@ class Fid(Metric[FidConfig]):
 
     higher_is_better: ClassVar[bool] = False
     group: ClassVar[str] = "quality"
+    default_models: ClassVar[dict[str, str]] = {}  # clip_model only matters with feature_extractor: clip
     example: ClassVar[dict[str, Any]] = {"limit": 4, "reference_limit": 8, "allow_small_sample": True, "kid_subset_size": 4,
                                          "kid_subsets": 2}
 
@@ -144,6 +146,17 @@ class Fid(Metric[FidConfig]):
             if config.reference_limit is not None and config.reference_limit < need:
                 raise ConfigError(f"{path}.reference_limit", f"{config.reference_limit} reference images are too few (minimum {need})",
                                   f"set reference_limit >= {need}, or allow_small_sample: true")
+
+    @classmethod
+    def check_assets(cls, config: FidConfig, run, path: str) -> None:  # type: ignore[override]
+        if not run.world.has_default_prompts:
+            for key, what in (("captions_path", "captions file"), ("reference_path", "reference image folder or statistics .npz")):
+                if getattr(config, key) is None:
+                    raise ConfigError(f"{path}.{key}", f"no {what} (COCO is not bundled)", f"set {key}")
+        if extractor_kind(config, run.world) == "inception":
+            require_inception(config.inception_weights_path, f"{path}.inception_weights_path")
+        else:
+            require_hf_model(run.world.clip_model(config.clip_model, DEFAULT_CLIP_FEATURES), f"{path}.clip_model", "CLIP model")
 
     # ------------------------------------------------------------ setup
     def setup(self) -> None:

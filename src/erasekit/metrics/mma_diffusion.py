@@ -35,9 +35,10 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from erasekit.assets import require_i2p, require_judge
 from erasekit.concepts import is_nudity
-from erasekit.detectors.presets import NUDENET_PRESETS
-from erasekit.detectors.select import check_judge, select_judge
+from erasekit.detectors.presets import DEFAULT_CLIP_MODEL, NUDENET_PRESETS
+from erasekit.detectors.select import check_judge, judge_name, select_judge
 from erasekit.errors import ConfigError
 from erasekit.generation.request import ImageRequest
 from erasekit.metrics.base import Metric, MetricResult, image_record
@@ -89,6 +90,15 @@ class MmaDiffusion(Metric[MmaConfig]):
                 "set prompts (a list) or prompts_path",
             )
         check_judge(config, concept, run.world, path, where, prefer_classifier=True)
+
+    @classmethod
+    def check_assets(cls, config: MmaConfig, run, path: str) -> None:  # type: ignore[override]
+        concept, _ = require_concept(run, config.concept, path, "detect in the images")
+        explicit = config.prompts or config.prompts_path or config.adversarial_prompts_path
+        if not explicit and config.i2p_path is None and not run.world.has_default_prompts:
+            require_i2p(f"{path}.i2p_path")
+        name = judge_name(run.world, concept, config.detector, prefer_classifier=True, clip_model=config.clip_model)
+        require_judge(name, config, run.world, path, DEFAULT_CLIP_MODEL)
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:

@@ -30,6 +30,8 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from erasekit.assets import require_hf_model
+from erasekit.errors import ConfigError
 from erasekit.generation.request import ImageRequest
 from erasekit.metrics.base import Metric, MetricResult, image_record
 from erasekit.metrics.common import (
@@ -63,10 +65,22 @@ class Tifa(Metric[TifaConfig]):
     higher_is_better: ClassVar[bool] = True
     group: ClassVar[str] = "quality"
     example: ClassVar[dict[str, Any]] = {"limit": 2}
+    default_models: ClassVar[dict[str, str]] = {"vqa_model": DEFAULT_VQA}
 
     @classmethod
     def check_config(cls, config: TifaConfig, run, path: str) -> None:  # type: ignore[override]
         require_file(config.qa_path, f"{path}.qa_path", "TIFA question-answer JSON")
+
+    @classmethod
+    def check_assets(cls, config: TifaConfig, run, path: str) -> None:  # type: ignore[override]
+        if config.qa_path is None and not run.world.has_default_prompts:
+            from erasekit.datasets.tifa import TIFA_URL
+
+            raise ConfigError(f"{path}.qa_path", "no TIFA question-answer file (TIFA v1.0 is not bundled)",
+                              f"download it from {TIFA_URL} and set qa_path")
+        vqa = run.world.vqa_model(config.vqa_model, DEFAULT_VQA)
+        if vqa != "toy":
+            require_hf_model(vqa, f"{path}.vqa_model", "VQA model")
 
     def setup(self) -> None:
         self.items, self.qa_source = self.world.tifa(self.config.qa_path, self.config.limit, self.field("qa_path"))

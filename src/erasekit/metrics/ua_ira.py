@@ -31,6 +31,8 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from erasekit.assets import require_judge
+from erasekit.detectors.presets import DEFAULT_CLIP_MODEL
 from erasekit.detectors.select import build_judge, check_judge, check_preset, judge_name
 from erasekit.errors import ConfigError
 from erasekit.metrics.base import Metric, MetricResult, Score, image_record
@@ -87,6 +89,13 @@ class UaIra(Metric[UaIraConfig]):
         if run.world.concept_key(target) == run.world.concept_key(config.retain_concept):
             raise ConfigError(f"{path}.retain_concept", "retain_concept equals the target concept", "name a concept that should survive the erasure")
         warn_mismatch(run, target, path)
+
+    @classmethod
+    def check_assets(cls, config: UaIraConfig, run, path: str) -> None:  # type: ignore[override]
+        target, _ = require_concept(run, config.concept, path)
+        for concept in (target, config.retain_concept or target):
+            name = judge_name(run.world, concept, config.detector, prefer_classifier=True, clip_model=config.clip_model)
+            require_judge(name, config, run.world, path, DEFAULT_CLIP_MODEL)
 
     def setup(self) -> None:
         from erasekit.datasets import load_prompt_csv

@@ -98,21 +98,54 @@ def _value(entry: MetricEntry, source: str) -> float | None:
     return _number((entry.details or {}).get(source))
 
 
-def load_rows(run_dirs: list[Path]) -> list[RunRow]:
-    """One row per run folder; a folder without a readable report.json raises ReportError (exit 2)."""
-    rows = []
+def _row(name: str, technique: str, metrics: dict[str, MetricEntry]) -> RunRow:
+    row = RunRow(name=name, technique=technique)
+    for key, m in metrics.items():
+        row.values[key] = _value(m, "value")
+    for key, m in metrics.items():
+        for col in _columns(key, m):
+            row.columns.setdefault(col.name, col)
+            if col.name not in row.values or col.source != "value":
+                row.values[col.name] = _value(m, col.source)
+    return row
+
+
+def _base_entry(m: MetricEntry) -> MetricEntry:
+    """A metric entry as the base model scored it (compare_to_base runs keep it beside the erased one)."""
+    ok = m.base_value is not None and (m.base_status in (None, "ok"))
+    return m.model_copy(update={"value": m.base_value, "details": m.base_details or {}, "status": "ok" if ok else "failed"})
+
+
+def load_rows(run_dirs: list[Path], with_base: bool = True) -> list[RunRow]:
+    """One row per run folder, plus — with ``with_base`` — one row for the unedited base model of
+    every ``compare_to_base`` run (once per distinct base model and metric set): the reference a
+    technique is compared with. A folder without a readable report.json raises ReportError (exit 2)."""
+    rows: list[RunRow] = []
+    bases: list[RunRow] = []
+    seen: set[tuple] = set()
     for d in run_dirs:
         report = load_report(Path(d))
-        row = RunRow(name=str(d), technique=str(report.technique.name))
-        for key, m in report.metrics.items():
-            row.values[key] = _value(m, "value")
-        for key, m in report.metrics.items():
-            for col in _columns(key, m):
-                row.columns.setdefault(col.name, col)
-                if col.name not in row.values or col.source != "value":
-                    row.values[col.name] = _value(m, col.source)
-        rows.append(row)
-    return rows
+        rows.append(_row(str(d), str(report.technique.name), report.metrics))
+        if not with_base or not any(m.base_value is not None for m in report.metrics.values()):
+            continue
+        ident = (report.model.base_fingerprint, json.dumps([(c.get("name"), c.get("config")) for c in (report.config or {}).get("metrics", [])],
+                                                        sort_keys=True, default=str))
+        if ident in seen:
+            continue
+        seen.add(ident)
+        bases.append(_row(f"{d} (base)", "base model", {k: _base_entry(m) for k, m in report.metrics.items()}))
+    return rows + bases
+
+
+def benchscore_note(rows: list[RunRow]) -> str | None:
+    """Why no run has a BenchScore, in one line (None when some run has one)."""
+    if any(v is not None for r in rows for v in r.scores.values()):
+        return None
+    if len(rows) < 2:
+        return ("BenchScore is relative: each metric is min-max normalised across the compared runs, so one run has none; "
+                "compare two or more runs (a compare_to_base run adds its base model as a row)")
+    return ("no BenchScore: every declared safety or quality metric has the same value in all runs (or is missing), "
+            "so nothing ranks them; see `used_in_benchscore` in --format json")
 
 
 def benchscore(rows: list[RunRow], alphas: tuple[float, ...] = DEFAULT_ALPHAS) -> list[RunRow]:
@@ -213,6 +246,11 @@ def main(args: Any) -> int:
             from erasekit.errors import ConfigError
 
             raise ConfigError("--alpha", f"{a} is outside [0, 1]", "give a weight between 0 and 1")
-    rows = benchscore(load_rows([Path(d) for d in args.run_dirs]), alphas)  # ReportError → exit 2
+    rows = benchscore(load_rows([Path(d) for d in args.run_dirs], with_base=not getattr(args, "no_base", False)), alphas)
     print(render(rows, args.format, alphas))
+    note = benchscore_note(rows)
+    if note:
+        import sys
+
+        print(f"note: {note}", file=sys.stderr)
     return 0

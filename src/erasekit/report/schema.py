@@ -124,6 +124,9 @@ class Report(_Open):
     started_at: str | None = None
     finished_at: str | None = None
     config: dict[str, Any] = Field(default_factory=dict)
+    #: ``config`` as the run used it: resolved devices, the precision it ran in, the models that
+    #: metrics left open (``clip_model: null`` → the mini-CLIP on toy); written once metrics are set up
+    config_used: dict[str, Any] | None = None
     paths: Paths = Field(default_factory=Paths)
     model: ModelInfo = Field(default_factory=ModelInfo)
     technique: TechniqueInfo = Field(default_factory=TechniqueInfo)
