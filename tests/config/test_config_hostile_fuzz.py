@@ -144,7 +144,8 @@ RAN: list[str] = []
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
-def test_hostile_configs_fail_cleanly_or_run(fuzz_paths: dict[str, str]) -> None:
+def test_hostile_configs_fail_cleanly_or_run(fuzz_paths: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(fuzz_paths["root"])  # a hostile value may be a relative output_dir or cache_dir: keep it in tmp
     counter = {"n": 0}
 
     # no 'explain' phase: its line tracing makes deep-recursion cases (3000 nested brackets) take 30 s
