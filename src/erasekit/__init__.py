@@ -30,7 +30,8 @@ def validate(config: str | Path | dict[str, Any] | ResolvedRun, *, portable: boo
     its shape, every block, the compatibility rules, the files it names, and (unless ``portable``)
     this machine's devices, the model's availability offline and the output folders.
     Raises :class:`erasekit.errors.ConfigError`."""
-    from erasekit.config import ResolvedRun, check_machine, load_config, resolve_config
+    from erasekit.config import ResolvedRun, load_config, resolve_config
+    from erasekit.preflight import check_machine
 
     if isinstance(config, ResolvedRun):
         resolved = config

@@ -97,7 +97,8 @@ def _fail_config(err: ConfigError) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from erasekit.config import check_machine, load_config
+    from erasekit.config import load_config
+    from erasekit.preflight import check_machine
 
     try:
         run = load_config(args.config)
@@ -132,7 +133,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     console = _console()
     show = not args.no_progress and sys.stderr.isatty()
     _sigterm_as_interrupt()
-    from erasekit.config import check_machine
+    from erasekit.preflight import check_machine
 
     try:
         check_machine(run)  # before the log file: output_dir itself may be the problem

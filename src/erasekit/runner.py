@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from erasekit import __version__
-from erasekit.config import ResolvedMetric, ResolvedRun, check_machine
+from erasekit.config import ResolvedMetric, ResolvedRun
 from erasekit.errors import ConfigError
 from erasekit.generation.request import GeneratedImage, ImageRequest
 from erasekit.metrics.base import Metric, MetricContext, MetricResult
+from erasekit.preflight import check_machine
 from erasekit.report.schema import (
     ImagesInfo,
     MetricEntry,
