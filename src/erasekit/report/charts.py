@@ -58,7 +58,7 @@ def _clip(label: str, n: int = 30) -> str:
 
 def _header(height: int, title: str, desc: str) -> str:
     return (
-        f"<svg class='chart' xmlns='http://www.w3.org/2000/svg' role='img' width='{_WIDTH}' height='{height}'"
+        f"<svg class='chart' role='img' width='{_WIDTH}' height='{height}'"
         f" viewBox='0 0 {_WIDTH} {height}' {FONT} font-size='12'>"
         f"<title>{esc(title)}</title><desc>{esc(desc)}</desc>"
         f"<text x='0' y='14' font-weight='600' fill='{TEXT}'>{esc(_clip(title, 90))}</text>"

@@ -1,39 +1,89 @@
-"""report.html: one self-contained page a person reads (inline CSS, images embedded as PNG data URIs).
+"""report.html: one self-contained page a person reads (inline CSS and SVG, images embedded as PNG data URIs).
 
-Built only from what a finished run wrote (report.json, read through
-:mod:`erasekit.report.schema`, records.jsonl, the image cache), so ``erasekit report DIR``
-can rebuild it at any time, and a broken page never costs a number. The summary shows each
-metric's declared direction and group (from its report entry; older reports: from the
-registered metric class).
+Built only from what a run wrote (report.json, read through :mod:`erasekit.report.schema`,
+records.jsonl, the image cache), so ``erasekit report DIR`` can rebuild it at any time, and a
+broken page never costs a number. No JavaScript and nothing fetched from anywhere; every
+string that comes from a config, a prompt, a record or a metric's details is HTML-escaped.
+
+The page: a table of contents; the summary (each metric's value, base value, delta, declared
+direction and group, from its report entry; older reports: from the registered metric
+class); an erased-vs-base chart over all metrics; one section per metric (what it measures,
+direction, group, protocol, charts, and image cards: the erased and the base image of the
+same prompt and seed side by side, each with its own score and decision, the border
+coloured by whether the image is good *for its arm*); the run facts as tables; the config as
+used (``config_used`` when the report has it, else ``config``).
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import inspect
 import json
+import re
+import sys
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from erasekit.report.schema import Report, declared, direction_label, load_report
+from erasekit.report import charts
+from erasekit.report.schema import MetricEntry, Report, declared, direction_label, load_report, metric_class
 from erasekit.utils.atomic_io import atomic_write_text, read_jsonl
 
-MAX_IMAGES_PER_METRIC = 24
+MAX_IMAGES_PER_METRIC = 24  # cards shown per section (per arm) before "show all"
+MAX_IMAGES_ALL = 400  # cards embedded per section (per arm) at most, "show all" included
 PROTOCOL_KEYS = ("preset", "detector", "threshold", "clip_model", "feature_extractor", "vqa_model", "n_images", "n", "images_per_prompt")
+# keys of a metric's details shown in its protocol table, in this order (the rest: "all details")
+SECTION_PROTOCOL_KEYS = (
+    "definition", "preset", "variant", "detector", "threshold", "clip_model", "clip_source", "embeddings",
+    "feature_extractor", "vqa", "vqa_model", "qa_source", "attack", "concept", "target_concept", "retain_concept",
+    "prompt_set", "prompt_sets", "targets_source", "captions", "reference", "min_samples_rule", "images_per_prompt",
+    "n_images", "n", "row_seeds",
+)
+RETENTION_ARMS = frozenset({"retain", "retention"})
+ERASURE_ARMS = frozenset({"target", "forgetting", "robustness"})
+# record fields that are bookkeeping (shown elsewhere on the card, or not at all)
+_RECORD_SKIP = frozenset({
+    "cache_key", "metric", "model", "prompt", "seed", "prompt_index", "scores", "questions", "arm", "flagged",
+    "correct", "passed", "categories", "restart", "adversarial_prompt", "caption", "target", "negative_prompt",
+    "guidance_scale", "score", "label", "expected", "concept", "clip_score", "cos", "image_accuracy", "caption_accuracy", "parts", "boxes",
+})
 
-CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#1d1d1f;background:#fafafa}
-h1{font-size:22px;margin:0 0 4px} h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
-.sub{color:#666;font-size:13px} table{border-collapse:collapse;margin:8px 0;font-size:13px;background:#fff}
-th,td{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top} th{background:#f0f0f0}
-td.num{text-align:right;font-variant-numeric:tabular-nums} td.dir{white-space:nowrap} .ok{color:#107c10} .failed{color:#c50f1f;font-weight:600}
-.grid{display:flex;flex-wrap:wrap;gap:8px} .cell{background:#fff;border:1px solid #ddd;border-radius:6px;padding:6px;width:190px;font-size:11px}
-.cell img{width:88px;height:88px;image-rendering:pixelated;border-radius:3px;border:3px solid transparent}
-.cell img.flag{border-color:#c50f1f} .pair{display:flex;gap:6px} .lbl{color:#666;font-size:10px}
-.prompt{margin-top:4px;word-break:break-word} .pos{color:#c50f1f;font-weight:600} .neg{color:#107c10}
-code{font-size:12px} details{margin:4px 0}
+GOOD, BAD, NEUTRAL = "#107c10", "#c50f1f", "#b8b8be"
+
+CSS = f"""
+body{{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#1d1d1f;background:#fafafa;max-width:1400px}}
+h1{{font-size:22px;margin:0 0 4px}} h2{{font-size:18px;margin:32px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}}
+h3{{font-size:14px;margin:14px 0 6px}}
+.sub{{color:#666;font-size:13px}} table{{border-collapse:collapse;margin:8px 0;font-size:13px;background:#fff}}
+th,td{{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}} th{{background:#f0f0f0;font-weight:600}}
+table.kv th{{white-space:nowrap}} table.kv table.kv{{margin:0}} td.num{{text-align:right;font-variant-numeric:tabular-nums}}
+td.dir{{white-space:nowrap}} .ok{{color:#107c10}} .failed,.crashed,.interrupted{{color:#c50f1f;font-weight:600}}
+nav.toc{{background:#fff;border:1px solid #ddd;border-radius:6px;padding:8px 14px;margin:12px 0;font-size:13px;display:inline-block}}
+nav.toc ol{{margin:4px 0;padding-left:20px}} nav.toc a{{color:#2457c5;text-decoration:none}}
+.measures{{font-size:14px;max-width:900px}} .meta{{font-size:13px;margin:4px 0}}
+.charts{{display:flex;flex-wrap:wrap;gap:16px;margin:8px 0}} svg.chart{{background:#fff;border:1px solid #e4e4e4;border-radius:6px;padding:6px}}
+.legend{{display:flex;flex-wrap:wrap;gap:14px;font-size:12px;margin:6px 0}} .legend span.sw{{display:inline-block;width:14px;height:14px;
+border:3px solid;border-radius:3px;vertical-align:middle;margin-right:4px;background:#fff}}
+.grid{{display:flex;flex-wrap:wrap;gap:8px;margin:6px 0}}
+.card{{background:#fff;border:1px solid #ddd;border-radius:6px;padding:6px;width:236px;font-size:11px}}
+.card.wide{{width:360px}}
+.pair{{display:flex;gap:8px}} .shot{{margin:0;flex:1;min-width:0}}
+.shot img{{width:96px;height:96px;image-rendering:pixelated;border-radius:3px;border:4px solid {NEUTRAL};display:block}}
+.shot.good img{{border-color:{GOOD}}} .shot.bad img{{border-color:{BAD}}} .shot.neutral img{{border-color:{NEUTRAL}}}
+.shot .missing{{width:96px;height:96px;border:4px dashed {NEUTRAL};color:#888;display:flex;align-items:center;justify-content:center}}
+.lbl{{color:#666;font-size:10px}} .score{{font-variant-numeric:tabular-nums;word-break:break-word}}
+.decision{{font-weight:600}} .shot.good .decision{{color:{GOOD}}} .shot.bad .decision{{color:{BAD}}} .shot.neutral .decision{{color:#666}}
+.prompt{{margin-top:4px;word-break:break-word}} .extra{{color:#555;font-size:10px;word-break:break-word}}
+table.qa{{font-size:10px;margin:2px 0}} table.qa td,table.qa th{{padding:1px 3px}} .yes{{color:{GOOD}}} .no{{color:{BAD}}}
+code{{font-size:12px}} details{{margin:4px 0}} summary{{cursor:pointer;color:#2457c5}} pre{{font-size:11px;overflow:auto;max-height:480px;background:#fff;border:1px solid #eee;padding:6px}}
+.err{{color:#c50f1f}}
 """
+
+
+def esc(x: Any) -> str:
+    return html.escape(str(x), quote=True)
 
 
 def _fmt(x: Any) -> str:
@@ -41,7 +91,14 @@ def _fmt(x: Any) -> str:
         return "—"
     if isinstance(x, float):
         return f"{x:.4f}"
-    return html.escape(str(x))
+    return esc(x)
+
+
+def _num(x: Any, digits: int = 4) -> str:
+    """A number for a card: ``digits`` significant digits (scores like 1.9e-05 stay readable)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return esc(x)
+    return esc(f"{x:.{digits}g}")
 
 
 def _png_data_uri(path: Path) -> str | None:
@@ -62,45 +119,429 @@ def _protocol(details: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def _image_path(cache_root: Path, key: str) -> Path:
+def _image_path(cache_root: Path, key: str) -> Path | None:
     from erasekit.generation.cache import ImageCache
 
-    return ImageCache(cache_root).path(key)
+    try:
+        return ImageCache(cache_root).path(key)
+    except ValueError:  # not a cache key (a hand-edited or foreign records.jsonl)
+        return None
 
 
-def _cell(rec: dict[str, Any], cache_root: Path, base: dict[str, Any] | None) -> str:
-    def img_tag(r: dict[str, Any], label: str) -> str:
-        key = r.get("cache_key")
-        uri = _png_data_uri(_image_path(cache_root, key)) if key else None
-        flagged = r.get("flagged")
-        cls = "flag" if flagged else ""
-        verdict = "" if flagged is None else (" <span class='pos'>flagged</span>" if flagged else " <span class='neg'>clear</span>")
-        alt = html.escape(f"{label}: {r.get('prompt', '')}")
-        if uri is None:
-            return f"<div><div class='lbl'>{label}{verdict}</div><div>(image missing)</div></div>"
-        return f"<div><div class='lbl'>{label}{verdict}</div><img class='{cls}' alt='{alt}' src='{uri}'></div>"
+def slug(key: str) -> str:
+    """An HTML id for a metric key (``asr_custom#2`` → ``m-asr_custom_232``): letters, digits, ``_`` and ``-`` only."""
+    return "m-" + re.sub(r"[^A-Za-z0-9_-]", lambda c: f"_{ord(c.group()):x}", str(key))
 
-    inner = img_tag(rec, "erased" if base is not None else rec.get("model", ""))
-    if base is not None:
-        inner += img_tag(base, "base")
-    extra = []
-    for k in ("label", "score", "answer", "loss"):
-        if k in rec and rec[k] is not None:
-            extra.append(f"{k}: {_fmt(rec[k])}")
+
+# ------------------------------------------------------------------ generic tables
+
+
+def _scalar(v: Any) -> str:
+    if isinstance(v, float):
+        return esc(f"{v:.6g}")
+    if v is None:
+        return "—"
+    return esc(v)
+
+
+def _tree(v: Any, depth: int = 0, max_list: int = 50) -> str:
+    """A value as nested key/value tables (dicts), comma lists (lists of scalars) or lists of tables."""
+    if depth > 8:
+        return esc(json.dumps(v, default=str)[:2000])
+    if isinstance(v, dict):
+        if not v:
+            return "<span class='lbl'>(empty)</span>"
+        rows = "".join(f"<tr><th>{esc(k)}</th><td>{_tree(x, depth + 1, max_list)}</td></tr>" for k, x in v.items())
+        return f"<table class='kv'>{rows}</table>"
+    if isinstance(v, (list, tuple)):
+        if not v:
+            return "<span class='lbl'>(empty list)</span>"
+        more = f" <span class='lbl'>… {len(v) - max_list} more</span>" if len(v) > max_list else ""
+        items = list(v)[:max_list]
+        if all(not isinstance(x, (dict, list, tuple)) for x in items):
+            return ", ".join(_scalar(x) for x in items) + more
+        return "<ol>" + "".join(f"<li>{_tree(x, depth + 1, max_list)}</li>" for x in items) + "</ol>" + more
+    return _scalar(v)
+
+
+def _kv_table(rows: list[tuple[str, Any]], cls: str = "kv") -> str:
+    body = "".join(f"<tr><th>{esc(k)}</th><td>{_tree(v)}</td></tr>" for k, v in rows)
+    return f"<table class='{cls}'>{body}</table>"
+
+
+# ------------------------------------------------------------------ what a metric measures
+
+
+def _doc_paragraph(doc: str | None) -> str:
+    if not doc:
+        return ""
+    para = inspect.cleandoc(doc).split("\n\n", 1)[0]
+    return " ".join(para.split())
+
+
+def _inline_rst(escaped: str) -> str:
+    escaped = re.sub(r":[a-z]+:`~?([^`]+)`", r"<code>\1</code>", escaped)
+    return re.sub(r"``([^`]+)``", r"<code>\1</code>", escaped)
+
+
+def metric_doc(entry: MetricEntry | None, key: str) -> str:
+    """First paragraph of the metric's module docstring (else its class docstring), plain text."""
+    cls = metric_class((entry.name if entry is not None else None) or key)
+    if cls is None:
+        return ""
+    mod = sys.modules.get(getattr(cls, "__module__", ""), None)
+    return _doc_paragraph(getattr(mod, "__doc__", None)) or _doc_paragraph(cls.__doc__)
+
+
+# ------------------------------------------------------------------ per-image verdicts
+
+
+def arm_kind(rec: dict[str, Any]) -> str | None:
+    """``"retention"`` when the concept should be kept in this image, ``"erasure"`` when it should be gone, else None."""
+    arm = rec.get("arm")
+    if arm in RETENTION_ARMS:
+        return "retention"
+    if arm in ERASURE_ARMS:
+        return "erasure"
+    metric = str(rec.get("metric", "")).split("#", 1)[0]
+    if metric.startswith("asr_") or metric == "mma_diffusion" or isinstance(rec.get("flagged"), bool):
+        return "erasure"
+    return None
+
+
+def verdict(rec: dict[str, Any]) -> tuple[str, str]:
+    """``(good|bad|neutral, decision text)`` of one image *for its arm*.
+
+    ``correct`` / ``passed`` (the metric's own per-image decision) when present, else
+    ``flagged`` (the concept was detected: bad where it should be gone). A retention image
+    whose concept was detected is good ("kept").
+    """
+    kind = arm_kind(rec)
+    decided = next((rec[k] for k in ("correct", "passed") if isinstance(rec.get(k), bool)), None)
+    if decided is None and isinstance(rec.get("flagged"), bool):
+        decided = (not rec["flagged"]) if kind != "retention" else rec["flagged"]
+    if decided is None:
+        return "neutral", ""
+    if kind == "retention":
+        return ("good", "kept") if decided else ("bad", "not kept")
+    return ("good", "clear") if decided else ("bad", "flagged")
+
+
+def _score_text(rec: dict[str, Any]) -> str:
+    parts = []
+    if rec.get("clip_score") is not None:
+        parts.append(f"CLIP {_num(rec['clip_score'])}")
+        if rec.get("cos") is not None:
+            parts.append(f"cos {_num(rec['cos'])}")
+    if rec.get("image_accuracy") is not None:
+        qs = rec.get("questions") if isinstance(rec.get("questions"), list) else []
+        n_ok = sum(1 for q in qs if isinstance(q, dict) and q.get("correct"))
+        parts.append(f"TIFA {_num(rec['image_accuracy'], 3)}" + (f" ({n_ok}/{len(qs)})" if qs else ""))
+    if rec.get("label") is not None:
+        parts.append(f"label {esc(rec['label'])}")
+    if rec.get("score") is not None:
+        parts.append(f"score {_num(rec['score'], 3)}")
+    if not parts:
+        for k, v in rec.items():
+            if k not in _RECORD_SKIP and isinstance(v, (int, float)) and not isinstance(v, bool):
+                parts.append(f"{esc(k)} {_num(v)}")
+                break
+    return " · ".join(parts) or "no score"
+
+
+def _extras(rec: dict[str, Any], used: str) -> str:
+    out = []
+    for k, v in rec.items():
+        if k in _RECORD_SKIP or f"{esc(k)} " in used:
+            continue
+        if isinstance(v, (str, int, float, bool)) and len(str(v)) <= 60:
+            out.append(f"{esc(k)}: {_num(v) if isinstance(v, float) else esc(v)}")
+    return " · ".join(out[:6])
+
+
+def _questions(rec: dict[str, Any]) -> str:
+    qs = rec.get("questions")
+    if not isinstance(qs, list) or not qs:
+        return ""
+    rows = []
+    for q in qs:
+        if not isinstance(q, dict):
+            continue
+        ok = q.get("correct")
+        mark = "<span class='yes'>✓ correct</span>" if ok else ("<span class='no'>✗ incorrect</span>" if ok is not None else "—")
+        rows.append(f"<tr><td>{esc(q.get('question', ''))}</td><td>{esc(q.get('answer', ''))}</td>"
+                    f"<td>{esc(q.get('free_answer', ''))}</td><td>{esc(q.get('snapped', ''))}</td><td>{mark}</td></tr>")
+    return ("<table class='qa'><tr><th>question</th><th>expected</th><th>VQA said</th><th>snapped</th><th></th></tr>"
+            + "".join(rows) + "</table>")
+
+
+def _shot(rec: dict[str, Any] | None, label: str, cache_root: Path) -> str:
+    if rec is None:
+        return (f"<figure class='shot neutral'><div class='lbl'>{esc(label)}</div><div class='missing'>not evaluated</div>"
+                "<div class='score'>—</div></figure>")
+    cls, decision = verdict(rec)
+    key = rec.get("cache_key")
+    path = _image_path(cache_root, str(key)) if key else None
+    uri = _png_data_uri(path) if path is not None else None
+    alt = esc(f"{label}: {rec.get('prompt', '')} (seed {rec.get('seed', '')})")
+    img = f"<img class='{esc(label)}-img' alt='{alt}' src='{uri}'>" if uri else "<div class='missing'>(image missing)</div>"
+    score = _score_text(rec)
+    extras = _extras(rec, score)
+    qa = _questions(rec)
+    qa_html = f"<details><summary>questions</summary>{qa}</details>" if qa else ""
+    return (f"<figure class='shot {cls}' data-model='{esc(label)}'><div class='lbl'>{esc(label)}</div>{img}"
+            f"<div class='score'>{score}</div><div class='decision'>{esc(decision)}</div>"
+            + (f"<div class='extra'>{extras}</div>" if extras else "") + f"{qa_html}</figure>")
+
+
+def _card(rec: dict[str, Any], base: dict[str, Any] | None, with_base: bool, cache_root: Path) -> str:
+    cls, _ = verdict(rec)
+    classes = ["card", cls]
+    kind = arm_kind(rec)
+    if kind == "retention":
+        classes.append("retention")
+        if cls == "good":
+            classes.append("kept")
+    if isinstance(rec.get("questions"), list) and rec["questions"]:
+        classes.append("wide")
+    shots = _shot(rec, "erased", cache_root)
+    if with_base:
+        shots += _shot(base, "base", cache_root)
+    meta = [f"<span class='lbl'>seed {esc(rec.get('seed', ''))}</span>"]
+    if rec.get("arm"):
+        meta.append(f"<span class='lbl'>arm {esc(rec['arm'])}</span>")
+    if rec.get("target"):
+        meta.append(f"<span class='lbl'>imitates “{esc(rec['target'])}”</span>")
+    if rec.get("expected"):
+        meta.append(f"<span class='lbl'>expected {esc(rec['expected'])}</span>")
+    if isinstance(rec.get("categories"), list) and rec["categories"]:
+        meta.append(f"<span class='lbl'>categories {esc(', '.join(map(str, rec['categories'])))}</span>")
+    if rec.get("caption") and rec.get("caption") != rec.get("prompt"):
+        meta.append(f"<span class='lbl'>caption “{esc(rec['caption'])}”</span>")
+    if rec.get("negative_prompt"):
+        meta.append(f"<span class='lbl'>negative “{esc(rec['negative_prompt'])}”</span>")
+    return (f"<div class='{' '.join(classes)}' data-arm='{esc(rec.get('arm') or '')}'>"
+            f"<div class='pair'>{shots}</div>"
+            f"<div class='prompt'>{esc(rec.get('prompt', ''))}</div><div>{' · '.join(meta)}</div></div>")
+
+
+def _cards_block(erased: list[dict[str, Any]], base: list[dict[str, Any]], with_base: bool, cache_root: Path,
+                 what: str = "images") -> str:
+    """The cards of one group of records, first :data:`MAX_IMAGES_PER_METRIC` shown, the rest behind "show all"."""
+    if not erased:
+        return "<div class='sub'>no per-image records</div>"
+    pool: dict[tuple[Any, Any, Any], list[dict[str, Any]]] = defaultdict(list)
+    for r in base:
+        pool[(r.get("prompt"), r.get("seed"), r.get("arm"))].append(r)
+
+    def partner(r: dict[str, Any]) -> dict[str, Any] | None:
+        lst = pool.get((r.get("prompt"), r.get("seed"), r.get("arm")))
+        return lst.pop(0) if lst else None
+
+    n = len(erased)
+    pairs = [(r, partner(r) if with_base else None) for r in erased[:MAX_IMAGES_ALL]]
+    first = "".join(_card(r, b, with_base, cache_root) for r, b in pairs[:MAX_IMAGES_PER_METRIC])
+    base_note = " (base image: same prompt and seed)" if with_base else ""
+    if n <= MAX_IMAGES_PER_METRIC:
+        return (f"<div class='sub'>all {n} {esc(what)}, in request order{base_note}</div>"
+                f"<div class='grid'>{first}</div>")
+    rest = "".join(_card(r, b, with_base, cache_root) for r, b in pairs[MAX_IMAGES_PER_METRIC:])
+    cut = (f" <span class='lbl'>(the page embeds the first {MAX_IMAGES_ALL}; records.jsonl lists all {n})</span>"
+           if n > MAX_IMAGES_ALL else "")
+    return (f"<div class='sub'>first {MAX_IMAGES_PER_METRIC} of {n} {esc(what)} in request order{base_note}</div>"
+            f"<div class='grid'>{first}</div>"
+            f"<details class='all'><summary>show all {n}</summary>{cut}<div class='grid'>{rest}</div></details>")
+
+
+# ------------------------------------------------------------------ charts of one metric
+
+
+def _num_or_none(x: Any) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
+
+
+def _rate(recs: list[dict[str, Any]]) -> float | None:
+    flags = [r["flagged"] for r in recs if isinstance(r.get("flagged"), bool)]
+    return sum(flags) / len(flags) if flags else None
+
+
+def _metric_charts(key: str, m: MetricEntry, erased: list[dict[str, Any]], base: list[dict[str, Any]]) -> list[str]:
+    details = m.details or {}
+    bdet = m.base_details or {}
+    out = []
+    # headline: the value and every BenchScore component the metric declares (details[source])
+    rows: list[tuple[str, Any, Any]] = [(f"{key} (value)", m.value, m.base_value)]
+    for b in declared(m, key).get("benchscore") or []:
+        src = b.get("source") if isinstance(b, dict) else None
+        if src and src != "value" and _num_or_none(details.get(src)) is not None:
+            rows.append((f"{b.get('name', src)}", details.get(src), bdet.get(src)))
+    arms = details.get("arms")
+    if isinstance(arms, dict):
+        barms = bdet.get("arms") if isinstance(bdet.get("arms"), dict) else {}
+        for arm, a in arms.items():
+            if isinstance(a, dict) and _num_or_none(a.get("value")) is not None:
+                ba = barms.get(arm) if isinstance(barms.get(arm), dict) else {}
+                rows.append((f"arm {arm}", a.get("value"), ba.get("value")))
+    out.append(charts.pair_bars(rows, f"{key}: erased vs base", normalise=False))
+    # NudeNet per-class counts
+    cc = details.get("class_counts")
+    if isinstance(cc, dict) and cc:
+        bcc = bdet.get("class_counts") if isinstance(bdet.get("class_counts"), dict) else {}
+        out.append(charts.pair_bars([(c, v, bcc.get(c)) for c, v in cc.items()],
+                                    "detections per class (NudeNet boxes)", normalise=False))
+    # ASR per prompt category
+    if any(isinstance(r.get("categories"), list) for r in erased):
+        cats: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: {"erased": [], "base": []})
+        for model, recs in (("erased", erased), ("base", base)):
+            for r in recs:
+                for c in r.get("categories") or []:
+                    cats[str(c)][model].append(r)
+        crow = [(f"{c} (n={len(v['erased'])})", _rate(v["erased"]), _rate(v["base"])) for c, v in sorted(cats.items())]
+        out.append(charts.pair_bars(crow, "ASR per prompt category (share flagged)", normalise=False, vmax=1.0))
+    # attack success per target (mma_diffusion; err's robustness arm)
+    adv = details.get("adversarial_prompts")
+    if not isinstance(adv, list) and isinstance(arms, dict) and isinstance(arms.get("robustness"), dict):
+        adv = arms["robustness"].get("adversarial_prompts")
+    if isinstance(adv, list) and adv:
+        to_target = {a.get("prompt"): a.get("target") for a in adv if isinstance(a, dict)}
+        per: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: {"erased": [], "base": []})
+        for model, recs in (("erased", erased), ("base", base)):
+            for r in recs:
+                t = r.get("target") or to_target.get(r.get("prompt"))
+                if t is not None and (r.get("arm") in (None, "robustness")):
+                    per[str(t)][model].append(r)
+        if not per:  # no records: the details' own success flags
+            for a in adv:
+                if isinstance(a, dict) and a.get("target") is not None and isinstance(a.get("success"), bool):
+                    per[str(a["target"])]["erased"].append({"flagged": a["success"]})
+        trow = [(t, _rate(v["erased"]), _rate(v["base"])) for t, v in per.items()]
+        if trow:
+            out.append(charts.pair_bars(trow, "attack success per target (share of images flagged)", normalise=False, vmax=1.0))
+    return out
+
+
+# ------------------------------------------------------------------ sections
+
+
+def _legend() -> str:
+    sw = lambda c: f"<span class='sw' style='border-color:{c}'></span>"  # noqa: E731
     return (
-        f"<div class='cell'><div class='pair'>{inner}</div>"
-        f"<div class='prompt'>{html.escape(str(rec.get('prompt', '')))} <span class='lbl'>seed {rec.get('seed', '')}</span></div>"
-        f"<div class='lbl'>{' · '.join(extra)}</div></div>"
+        "<div class='legend'>"
+        f"<span>{sw(GOOD)}good for this arm: the concept is gone where it should be gone (erasure arms: ASR prompts, "
+        "UA targets, ERR forgetting/robustness, MMA) or <b>kept</b> where it should be kept (UA/IRA retain, ERR retention)</span>"
+        f"<span>{sw(BAD)}bad for this arm: the concept was detected where it should be gone, or lost where it should be kept</span>"
+        f"<span>{sw(NEUTRAL)}no per-image decision (CLIP score, FID, TIFA: see the printed scores)</span>"
+        "</div>"
     )
+
+
+def _metric_section(key: str, m: MetricEntry, recs: dict[str, list[dict[str, Any]]], with_base: bool, cache_root: Path) -> str:
+    meaning = declared(m, key)
+    details = m.details or {}
+    erased = recs.get("erased", [])
+    base = recs.get("base", [])
+    doc = metric_doc(m, key)
+    head = (f"<h2 id='{slug(key)}'>{esc(key)} = {_fmt(m.value)}"
+            + (f" <span class='sub'>base {_fmt(m.base_value)}, delta {_fmt(m.delta)}</span>" if m.has_base else "")
+            + "</h2>")
+    measures = f"<p class='measures'><b>What it measures:</b> {_inline_rst(esc(doc))}</p>" if doc else ""
+    meta = (f"<div class='meta'><b>{esc(direction_label(meaning['higher_is_better']))}</b> · group "
+            f"<b>{esc(meaning['group'] or '—')}</b> · status <span class='{esc(m.status)}'>{esc(m.status)}</span>"
+            + (f" · base status {esc(m.base_status)}" if m.base_status else "")
+            + (f" · {_num(m.seconds, 3)} s" if m.seconds is not None else "") + "</div>")
+    errs = ""
+    if m.error:
+        errs += f"<div class='err'>error: {esc(m.error)}</div>"
+    if m.base_error:
+        errs += f"<div class='err'>base error: {esc(m.base_error)}</div>"
+    if m.traceback:
+        errs += f"<details><summary>traceback</summary><pre>{esc(m.traceback)}</pre></details>"
+    proto_rows = [(k, details[k]) for k in SECTION_PROTOCOL_KEYS if k in details]
+    protocol = f"<h3>Protocol</h3>{_kv_table(proto_rows)}" if proto_rows else "<h3>Protocol</h3><div class='sub'>no protocol recorded</div>"
+    chart_html = "".join(_metric_charts(key, m, erased, base))
+    arms: list[Any] = []
+    for r in erased:
+        if r.get("arm") not in arms:
+            arms.append(r.get("arm"))
+    if len(arms) > 1 or (arms and arms[0] is not None):
+        blocks = "".join(
+            f"<h3>arm {esc(a)}</h3>" + _cards_block([r for r in erased if r.get("arm") == a],
+                                                    [r for r in base if r.get("arm") == a], with_base, cache_root,
+                                                    what=f"{a} images")
+            for a in arms)
+    else:
+        blocks = _cards_block(erased, base, with_base, cache_root)
+    all_details = esc(json.dumps(details, indent=1, default=str)[:40000])
+    base_json = (f"<details><summary>all base details</summary><pre>{esc(json.dumps(m.base_details, indent=1, default=str)[:40000])}</pre></details>"
+                 if m.base_details else "")
+    return (f"<section class='metric' id='sec-{slug(key)}' data-metric='{esc(key)}'>{head}{measures}{meta}{errs}"
+            f"<div class='charts'>{chart_html}</div>{protocol}"
+            f"<details><summary>all details</summary><pre>{all_details}</pre></details>{base_json}"
+            f"<h3>Images</h3>{blocks}</section>")
+
+
+def _safe(fn: Callable[[], str], what: str) -> str:
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001 - one broken section must not cost the page
+        return f"<div class='err'>could not render {esc(what)}: {esc(type(exc).__name__)}: {esc(exc)}</div>"
+
+
+def _facts(report: Report) -> str:
+    model, images, tech, seeds = report.model, report.images, report.technique, report.seeds
+    run_rows: list[tuple[str, Any]] = [("run id", report.run_id), ("status", report.status)]
+    if report.error:
+        run_rows.append(("error", report.error))
+    run_rows += [
+        ("started", report.started_at), ("finished", report.finished_at), ("erasekit", report.erasekit_version),
+        ("model", model.id), ("base fingerprint", model.base_fingerprint), ("model fingerprint", model.fingerprint),
+        ("device / dtype", f"{model.device} / {model.dtype}"),
+        ("technique", f"{tech.name} ({tech.status}, {_num(tech.seconds, 4) if tech.seconds is not None else '—'} s)"),
+    ]
+    if tech.error:
+        run_rows.append(("technique error", tech.error))
+    run_rows += [("run seed", seeds.run_seed), ("image seed rule", seeds.image_seed_rule),
+                 ("world size", report.distributed.world_size), ("output dir", report.paths.output_dir),
+                 ("cache dir", report.paths.cache_dir)]
+    out = [f"<h3>Run</h3>{_kv_table(run_rows)}"]
+    if tech.details:
+        out.append(f"<details><summary>technique details</summary>{_tree(tech.details)}</details>")
+    out.append(f"<h3>Sampler</h3>{_kv_table(list(report.sampler.items())) if report.sampler else '—'}")
+    cols = ("requested", "unique", "generated", "reused")
+    img_rows = [("all", {c: getattr(images, c) for c in cols})]
+    for name, d in (images.by_model or {}).items():
+        img_rows.append((name, d))
+    body = "".join("<tr><th>" + esc(n) + "</th>" + "".join(f"<td class='num'>{_scalar(d.get(c))}</td>" for c in cols) + "</tr>"
+                   for n, d in img_rows)
+    out.append("<h3>Images</h3><table><tr><th></th>" + "".join(f"<th>{c}</th>" for c in cols) + f"</tr>{body}</table>")
+    if images.generated_by_rank:
+        out.append(_kv_table([("generated by rank", images.generated_by_rank)]))
+    timing_rows = [(k, f"{v:.3f} s" if isinstance(v, (int, float)) and not isinstance(v, bool) and k.endswith("seconds")
+                    else v) for k, v in report.timings.items()]
+    out.append(f"<h3>Timings</h3>{_kv_table(timing_rows) if timing_rows else '—'}")
+    out.append(f"<h3>Versions</h3>{_kv_table([(k, v) for k, v in report.versions.items() if v]) or '—'}")
+    return "".join(out)
+
+
+def _config(report: Report) -> str:
+    used = getattr(report, "config_used", None) or (report.model_extra or {}).get("config_used")
+    if isinstance(used, dict) and used:
+        cfg, note = used, "config_used: the config as the run used it (devices, dtypes and models resolved)"
+    else:
+        cfg, note = report.config, "the normalised config (this report has no config_used)"
+    raw = esc(json.dumps(cfg, indent=1, default=str))
+    return (f"<div class='sub'>{esc(note)}</div>{_tree(cfg)}"
+            f"<details><summary>as JSON</summary><pre>{raw}</pre></details>")
 
 
 def render_html(run_dir: Path, report: dict[str, Any] | None = None) -> str:
     """The page for a finished (or partial) run directory (``report``: the run's report as the
     runner holds it, before report.json is final; default: read report.json)."""
     run_dir = Path(run_dir)
-    report = load_report(run_dir) if report is None else Report.model_validate(report)
-    records = read_jsonl(run_dir / "records.jsonl")
-    candidates = [report.paths.cache_dir, (report.config or {}).get("cache_dir")]
+    report_obj = load_report(run_dir) if report is None else Report.model_validate(report)
+    rec_path = run_dir / "records.jsonl"
+    records = read_jsonl(rec_path) if rec_path.exists() else []
+    candidates = [report_obj.paths.cache_dir, (report_obj.config or {}).get("cache_dir")]
     cache_root = run_dir / "cache"
     for c in candidates:
         if c and Path(c).is_dir():
@@ -109,75 +550,54 @@ def render_html(run_dir: Path, report: dict[str, Any] | None = None) -> str:
 
     by_metric: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
-        by_metric[r.get("metric", "?")][r.get("model", "erased")].append(r)
+        if isinstance(r, dict):
+            by_metric[str(r.get("metric", "?"))][str(r.get("model", "erased"))].append(r)
 
-    metrics = report.metrics
-    has_base = report.has_base
+    metrics = report_obj.metrics
+    has_base = report_obj.has_base
     rows = []
     for key, m in metrics.items():
         status = m.status or "?"
         meaning = declared(m, key)
-        cells = [f"<td><a href='#m-{html.escape(key)}'>{html.escape(key)}</a></td>", f"<td class='num'>{_fmt(m.value)}</td>"]
+        cells = [f"<td><a href='#{slug(key)}'>{esc(key)}</a></td>", f"<td class='num'>{_fmt(m.value)}</td>"]
         if has_base:
             cells += [f"<td class='num'>{_fmt(m.base_value)}</td>", f"<td class='num'>{_fmt(m.delta)}</td>"]
-        cells.append(f"<td class='dir'>{html.escape(direction_label(meaning['higher_is_better']))}</td>")
-        cells.append(f"<td>{html.escape(str(meaning['group'] or '—'))}</td>")
-        cells.append(f"<td>{html.escape(_protocol(m.details or {}))}</td>")
-        err = f" {html.escape(str(m.error or ''))}" if status != "ok" else ""
-        cells.append(f"<td class='{html.escape(status)}'>{html.escape(status)}{err}</td>")
+        cells.append(f"<td class='dir'>{esc(direction_label(meaning['higher_is_better']))}</td>")
+        cells.append(f"<td>{esc(meaning['group'] or '—')}</td>")
+        cells.append(f"<td>{esc(_protocol(m.details or {}))}</td>")
+        err = f" {esc(m.error or '')}" if status != "ok" else ""
+        cells.append(f"<td class='{esc(status)}'>{esc(status)}{err}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     head = ("<tr><th>metric</th><th>value</th>" + ("<th>base</th><th>delta</th>" if has_base else "")
             + "<th>direction</th><th>group</th><th>protocol</th><th>status</th></tr>")
 
-    sections = []
-    for key, m in metrics.items():
-        recs = by_metric.get(key, {})
-        erased = recs.get("erased", [])
-        base_idx = {(r.get("prompt"), r.get("seed")): r for r in recs.get("base", [])}
-        cells = []
-        for r in erased[:MAX_IMAGES_PER_METRIC]:
-            cells.append(_cell(r, cache_root, base_idx.get((r.get("prompt"), r.get("seed"))) if base_idx else None))
-        shown = f"{min(len(erased), MAX_IMAGES_PER_METRIC)} of {len(erased)} images" if erased else "no images"
-        details_json = html.escape(json.dumps(m.details or {}, indent=1, default=str)[:20000])
-        sections.append(
-            f"<h2 id='m-{html.escape(key)}'>{html.escape(key)} = {_fmt(m.value)}"
-            f" <span class='sub'>{html.escape(direction_label(declared(m, key)['higher_is_better'], short=True))}</span></h2>"
-            f"<div class='sub'>{shown}; red border = flagged by the detector</div>"
-            f"<div class='grid'>{''.join(cells)}</div>"
-            f"<details><summary>details</summary><pre>{details_json}</pre></details>"
-        )
+    overview = _safe(lambda: charts.pair_bars(
+        [(f"{k} {direction_label(declared(m, k)['higher_is_better'], short=True)}", m.value, m.base_value if m.has_base else None)
+         for k, m in metrics.items()],
+        "every metric, erased vs base (↑ higher is better, ↓ lower is better)", normalise=True), "the overview chart")
 
-    model = report.model
-    images = report.images
-    tech = report.technique
-    versions = report.versions
-    facts = [
-        ("run id", report.run_id), ("status", report.status),
-        ("model", model.id), ("base fingerprint", model.base_fingerprint),
-        ("model fingerprint", model.fingerprint), ("device / dtype", f"{model.device} / {model.dtype}"),
-        ("technique", f"{tech.name} ({tech.status}, {_fmt(tech.seconds)} s)"),
-        ("run seed", report.seeds.run_seed),
-        ("sampler", json.dumps(report.sampler, default=str)),
-        ("images", f"{images.requested} requested, {images.unique} unique, {images.generated} generated, {images.reused} reused"),
-        ("timings", json.dumps(report.timings, default=str)),
-        ("versions", ", ".join(f"{k} {v}" for k, v in versions.items() if v)),
-        ("started / finished", f"{report.started_at} / {report.finished_at}"),
+    sections = [
+        _safe(lambda k=key, m=m: _metric_section(k, m, by_metric.get(k, {}), m.has_base or has_base, cache_root), f"metric {key}")
+        for key, m in metrics.items()
     ]
-    if tech.status == "failed" and tech.error:
-        facts.insert(7, ("technique error", tech.error))
-    if report.error:
-        facts.insert(2, ("error", report.error))
-    fact_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts)
-    config = html.escape(json.dumps(report.config, indent=1, default=str))
+
+    toc = ["<li><a href='#summary'>Summary</a></li>", "<li><a href='#overview'>Erased vs base</a></li>",
+           "<li>Metrics<ol>" + "".join(f"<li><a href='#{slug(k)}'>{esc(k)}</a></li>" for k in metrics) + "</ol></li>",
+           "<li><a href='#facts'>Run facts</a></li>", "<li><a href='#config'>Config as used</a></li>"]
+    tech, model = report_obj.technique, report_obj.model
     return (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
-        f"<title>erasekit report {html.escape(str(report.run_id))}</title><style>{CSS}</style></head><body>"
-        f"<h1>erasekit report</h1><div class='sub'>{html.escape(str(tech.name))} on {html.escape(str(model.id))}"
-        f" · run {html.escape(str(report.run_id))}</div>"
-        f"<h2>Summary</h2><table>{head}{''.join(rows)}</table>"
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width,initial-scale=1'>"
+        f"<title>erasekit report {esc(report_obj.run_id)}</title><style>{CSS}</style></head><body>"
+        f"<h1>erasekit report</h1><div class='sub'>{esc(tech.name)} on {esc(model.id)}"
+        f" · run {esc(report_obj.run_id)} · status <span class='{esc(report_obj.status)}'>{esc(report_obj.status)}</span></div>"
+        f"<nav class='toc'><b>Contents</b><ol>{''.join(toc)}</ol></nav>"
+        f"<h2 id='summary'>Summary</h2><table>{head}{''.join(rows)}</table>"
+        f"<h2 id='overview'>Erased vs base</h2><div class='charts'>{overview}</div>"
+        f"<h3>Image borders</h3>{_legend()}"
         f"{''.join(sections)}"
-        f"<h2>Run facts</h2><table>{fact_rows}</table>"
-        f"<details><summary>normalised config</summary><pre>{config}</pre></details>"
+        f"<h2 id='facts'>Run facts</h2>{_safe(lambda: _facts(report_obj), 'the run facts')}"
+        f"<h2 id='config'>Config as used</h2>{_safe(lambda: _config(report_obj), 'the config')}"
         "</body></html>\n"
     )
 
