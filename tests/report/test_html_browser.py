@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support.quickstart import quickstart_config
 
 from erasekit.cli import main
 from erasekit.toyworld import PIPELINE_DIR
@@ -64,11 +65,7 @@ NOISE = re.compile(r"dbus|vaapi|sandbox|bluez|Floss|drmGetDevices|gpu_init|viz_m
 @pytest.fixture(scope="module")
 def quickstart_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("qs_browser")
-    cfg = yaml.safe_load((REPO / "examples" / "quickstart.yaml").read_text())
-    for m in cfg["metrics"]:  # relative CSV paths in the example are relative to the repo root
-        for k, v in list(m["config"].items()):
-            if k.endswith("_path"):
-                m["config"][k] = str(REPO / v)
+    cfg = quickstart_config()
     cfg.update(output_dir=str(root / "out"), cache_dir=str(root / "cache"))
     p = root / "quickstart.yaml"
     p.write_text(yaml.safe_dump(cfg))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support.quickstart import quickstart_config
 
 from erasekit.cli import main
 from erasekit.toyworld import PIPELINE_DIR
@@ -27,11 +28,7 @@ CONCEPT_FIELD = {"asr_custom": "concept", "asr_i2p": "concept", "ua_ira": "conce
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("quickstart")
-    cfg = yaml.safe_load((REPO / "examples" / "quickstart.yaml").read_text())
-    for m in cfg["metrics"]:  # relative CSV paths in the example are relative to the repo root
-        for k, v in list(m["config"].items()):
-            if k.endswith("_path"):
-                m["config"][k] = str(REPO / v)
+    cfg = quickstart_config()
     out = {}
     for name, technique in (("mace", cfg["technique"]), ("none", {"name": "none", "config": {"model_id": "toy", "device": "auto"}})):
         c = dict(cfg, output_dir=str(root / name), cache_dir=str(root / "cache"), technique=technique)
