@@ -18,23 +18,26 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from erasekit.config import ResolvedRun
+    from erasekit.config import ResolvedRun, RunConfig
     from erasekit.report.schema import Report
     from erasekit.runner import RunOutcome
 
 __all__ = ["__version__", "load_report", "run", "validate"]
 
 
-def validate(config: str | Path | dict[str, Any] | ResolvedRun, *, portable: bool = False) -> ResolvedRun:
-    """Validate a config (file path, dict, or an already resolved run) completely, loading no model:
+def validate(config: str | Path | dict[str, Any] | RunConfig | ResolvedRun, *, portable: bool = False) -> ResolvedRun:
+    """Validate a config (file path, dict, :class:`erasekit.config.RunConfig` model, or an already
+    resolved run) completely, loading no model:
     its shape, every block, the compatibility rules, the files it names, and (unless ``portable``)
     this machine's devices, the model's availability offline and the output folders.
     Raises :class:`erasekit.errors.ConfigError`."""
-    from erasekit.config import ResolvedRun, load_config, resolve_config
+    from erasekit.config import ResolvedRun, RunConfig, load_config, resolve_config
     from erasekit.preflight import check_machine
 
     if isinstance(config, ResolvedRun):
         resolved = config
+    elif isinstance(config, RunConfig):
+        resolved = resolve_config(config.model_dump(exclude_none=True))
     elif isinstance(config, dict):
         resolved = resolve_config(config)
     else:
@@ -43,7 +46,7 @@ def validate(config: str | Path | dict[str, Any] | ResolvedRun, *, portable: boo
     return resolved
 
 
-def run(config: str | Path | dict[str, Any] | ResolvedRun, *, show_progress: bool = False) -> RunOutcome:
+def run(config: str | Path | dict[str, Any] | RunConfig | ResolvedRun, *, show_progress: bool = False) -> RunOutcome:
     """Validate and execute a run; returns the outcome (``report`` dict, ``exit_code``, ``output_dir``).
     A failing metric is recorded in the report (exit_code 1), a bad config raises ConfigError."""
     from erasekit.runner import run as run_pipeline

@@ -29,3 +29,25 @@ def test_api_surface_and_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="metric.config.limit"):
         erasekit.validate({"output_dir": str(tmp_path), "technique": {"name": "none", "config": {"model_id": "toy"}},
                            "metric": {"name": "clip_score", "config": {"limit": 0}}})
+
+
+def test_run_accepts_a_config_model_and_shows_phases_on_a_terminal(tmp_path: Path) -> None:
+    """A pydantic RunConfig is a config too; with progress on a terminal each phase gets a spinner
+    and its duration (a plain line, and in run.log, otherwise)."""
+    import io
+
+    from rich.console import Console
+
+    from erasekit.config import RunConfig
+    from erasekit.runner import run as run_pipeline
+
+    cfg = RunConfig.model_validate({"output_dir": str(tmp_path / "out"), "batch_size": 2,
+                                    "technique": {"name": "none", "config": {"model_id": "toy", "device": "cpu"}},
+                                    "metric": {"name": "clip_score", "config": {"limit": 2}}})
+    resolved = erasekit.validate(cfg)
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=True, width=120)
+    outcome = run_pipeline(resolved, show_progress=True, console=console)
+    assert outcome.exit_code == 0
+    shown = buf.getvalue()
+    assert "loading base model toy on cpu" in shown and "scoring clip_score" in shown
