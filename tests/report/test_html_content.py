@@ -14,7 +14,8 @@ import pytest
 
 from erasekit.generation.cache import ImageCache
 from erasekit.report import charts
-from erasekit.report.html import MAX_IMAGES_PER_METRIC, render_html, slug, verdict, write_html
+from erasekit.report.cards import MAX_IMAGES_PER_METRIC, verdict
+from erasekit.report.html import render_html, slug, write_html
 
 EVIL = "<script>alert('x')</script>\"&"
 
