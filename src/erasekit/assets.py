@@ -12,6 +12,7 @@ import importlib.util
 from pathlib import Path
 
 from erasekit.errors import ConfigError, ModelNotFoundError
+from erasekit.models.loading import looks_like_local_path
 
 
 def require_hf_model(model: str, field: str, what: str) -> None:
@@ -20,8 +21,7 @@ def require_hf_model(model: str, field: str, what: str) -> None:
     if model == "toy":
         return
     p = Path(model).expanduser()
-    looks_local = model.startswith((".", "/", "~")) or "\\" in model or model.count("/") > 1
-    if looks_local or p.is_dir():
+    if looks_like_local_path(model) or p.is_dir():
         if not (p / "config.json").is_file():
             raise ConfigError(field, f"{what} folder {model} has no config.json", "give a folder written by save_pretrained")
         return

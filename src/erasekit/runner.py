@@ -12,14 +12,11 @@ machine without it) raises ConfigError → exit 2.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import json
 import logging
-import re
 import time
 import traceback
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +27,7 @@ from erasekit.errors import ConfigError
 from erasekit.generation.request import GeneratedImage, ImageRequest
 from erasekit.metrics.base import Metric, MetricContext, MetricResult
 from erasekit.preflight import check_machine
+from erasekit.progress import Narrator
 from erasekit.report.schema import (
     ImagesInfo,
     MetricEntry,
@@ -87,6 +85,7 @@ class Runner:
         self.run = run
         self.show_progress = show_progress
         self.console = console
+        self.narrator = Narrator(console, spinners=show_progress)
         self.out = run.output_dir
         self.records: dict[str, list[dict[str, Any]]] = {}
         self.report: dict[str, Any] = {}
@@ -95,33 +94,6 @@ class Runner:
         self.dist = Dist()
 
     # ------------------------------------------------------------ reporting
-    @contextlib.contextmanager
-    def _phase(self, name: str, spin: bool = True) -> Iterator[None]:
-        """A named step: a spinner on a terminal, a plain line otherwise (and in run.log); steps
-        that take over a second report their duration, so a long attack never looks like a hang."""
-        t0 = time.perf_counter()
-        spinner = None
-        if spin and self.show_progress and self.console is not None and self.dist.is_main:
-            spinner = self.console.status(name + " …")
-            spinner.start()
-        else:
-            self._say(f"{name} …")
-        try:
-            yield
-        finally:
-            if spinner is not None:
-                spinner.stop()
-            elapsed = time.perf_counter() - t0
-            if elapsed > 1.0:
-                self._say(f"{name}: {elapsed:.1f} s")
-
-    def _say(self, msg: str) -> None:
-        if not self.dist.is_main:
-            return
-        if self.console is not None:
-            self.console.print(msg)
-        log.info(re.sub(r"\[/?[a-z]+\]", "", msg))  # rich markup is for the terminal only
-
     def _save(self) -> None:
         """Write report.json, validated against :class:`erasekit.report.schema.Report`
         (same keys as the dict; a dict the schema rejects is still written, with a warning)."""
@@ -159,6 +131,7 @@ class Runner:
         device = self.dist.device_for(device)
         if not self.dist.is_main:
             self.show_progress = False  # progress shown once, by the main process
+        self.narrator.spinners, self.narrator.speaks = self.show_progress, self.dist.is_main
 
         import torch
 
@@ -196,7 +169,7 @@ class Runner:
         torch.manual_seed(run.raw.seed)
 
         t0 = time.perf_counter()
-        with self._phase(f"loading base model {tconf.model_id} on {device}"):
+        with self.narrator.phase(f"loading base model {tconf.model_id} on {device}"):
             pipe = load_base_pipeline(tconf.model_id, device=device, use_fp16=tconf.use_fp16)
         self.report["timings"]["load_seconds"] = round(time.perf_counter() - t0, 3)
         base_fp = base_fingerprint(tconf.model_id)
@@ -228,7 +201,7 @@ class Runner:
 
         t0 = time.perf_counter()
         try:
-            with self._phase(f"applying technique {run.technique_name}"):
+            with self.narrator.phase(f"applying technique {run.technique_name}"):
                 details = technique.apply(pipe)
             self.report["technique"].update(status="ok", details=details or {})
         except Exception as exc:  # noqa: BLE001 - recorded in the report, run ends with exit 1
@@ -263,7 +236,7 @@ class Runner:
                                 cache_dir=self.run.cache_dir, variant=variant.name, log=log)
             try:
                 # prompt sets; attacks (minutes at paper scale, with their own progress bar: no spinner)
-                with self._phase(f"{variant.name}: preparing {m.key}", spin=False):
+                with self.narrator.phase(f"{variant.name}: preparing {m.key}", spin=False):
                     metric = m.cls.create(m.config, ctx, f"{m.path}.config")
                     variant.metrics[m.key] = metric
                     metric.prepare(self.dist.rank, self.dist.world)
@@ -310,7 +283,7 @@ class Runner:
         """
         keys = [k for k in variant.requests]
         flat = [r for k in keys for r in variant.requests[k]]
-        self._say(f"{variant.name}: {len(flat)} image requests from {len(keys)} metric(s)")
+        self.narrator.say(f"{variant.name}: {len(flat)} image requests from {len(keys)} metric(s)")
         t0 = time.perf_counter()
         by_rank: list[int] | None = None
         if self.dist.enabled:
@@ -345,7 +318,7 @@ class Runner:
             try:
                 if m.key in variant.errors:
                     raise RuntimeError(variant.errors[m.key])
-                with self._phase(f"{variant.name}: scoring {m.key}"):  # detector loads, reference statistics
+                with self.narrator.phase(f"{variant.name}: scoring {m.key}"):  # detector loads, reference statistics
                     result = variant.metrics[m.key].compute(variant.images[m.key])
                 if not isinstance(result, MetricResult):
                     raise TypeError(f"{m.key}.compute returned {type(result).__name__}, not MetricResult")
@@ -381,7 +354,7 @@ class Runner:
         status = entry["status"]
         value = entry.get("value")
         shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-        self._say(f"metric [bold]{m.key}[/bold]: {status} {shown if status == 'ok' else entry.get('error', '')}")
+        self.narrator.say(f"metric {m.key}: {status} {shown if status == 'ok' else entry.get('error', '')}")
         return ok
 
     def _finish(self, code: int, t_start: float) -> RunOutcome:

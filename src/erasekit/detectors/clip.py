@@ -47,6 +47,7 @@ from erasekit.detectors.presets import (
     DEFAULT_CLIP_THRESHOLD,
 )
 from erasekit.errors import ErasekitError, ModelNotFoundError
+from erasekit.models.loading import looks_like_local_path
 from erasekit.registry import DETECTORS
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ def load_clip_model(clip_model: str, device: str = "cpu", field: str = "clip_mod
             if not (p / "config.json").is_file():
                 raise ModelNotFoundError(f"{field}: {clip_model} is not a transformers CLIP folder (no config.json)")
             src = p
-        elif clip_model.startswith((".", "/", "~")) or "\\" in clip_model or clip_model.count("/") > 1:
+        elif looks_like_local_path(clip_model):
             raise ModelNotFoundError(f"{field}: folder {clip_model} not found; set {field} to a CLIP folder or an HF id in the local HF cache")
         else:
             src = None  # HF id

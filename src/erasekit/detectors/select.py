@@ -23,6 +23,7 @@ from typing import Any
 from erasekit.concepts import is_nudity
 from erasekit.detectors.presets import DEFAULT_CLIP_MODEL, NUDENET_PRESETS
 from erasekit.errors import ConfigError
+from erasekit.models.loading import looks_like_local_path
 
 
 def judge_name(world: Any, concept: str, detector: str = "auto", *, prefer_classifier: bool = False,
@@ -41,8 +42,7 @@ def check_clip_model(clip_model: str, where: str) -> None:
     """A local-looking clip_model must be an existing folder (HF ids are resolved at run time)."""
     if clip_model == "toy":
         return
-    looks_local = clip_model.startswith((".", "/", "~")) or "\\" in clip_model or clip_model.count("/") > 1
-    if looks_local and not Path(clip_model).expanduser().is_dir():
+    if looks_like_local_path(clip_model) and not Path(clip_model).expanduser().is_dir():
         raise ConfigError(where, f"CLIP folder not found: {clip_model}", "give a CLIP folder (save_pretrained) or an HF id in the local cache")
 
 

@@ -31,6 +31,7 @@ from typing import Any
 
 from erasekit.detectors._images import to_pil_list
 from erasekit.errors import ModelNotFoundError
+from erasekit.models.loading import looks_like_local_path
 from erasekit.registry import DETECTORS
 
 DEFAULT_VQA_MODEL = "Salesforce/blip-vqa-base"
@@ -146,8 +147,7 @@ class BlipVQA(VQA):
         self.vqa_model, self.device, self.batch_size, self.max_new_tokens = vqa_model, device, int(batch_size), int(max_new_tokens)
         p = Path(vqa_model).expanduser()
         is_dir = p.is_dir()
-        looks_like_path = vqa_model.startswith((".", "/", "~")) or vqa_model.count("/") > 1
-        if not is_dir and looks_like_path:
+        if not is_dir and looks_like_local_path(vqa_model):
             raise ModelNotFoundError(f"{field}: BLIP-VQA folder {vqa_model} not found; set {field} to a BlipForQuestionAnswering folder")
         ident = str(p) if is_dir else vqa_model
         try:

@@ -59,6 +59,12 @@ def _native_size(folder: Path) -> int | None:
         return None
 
 
+def looks_like_local_path(model: str) -> bool:
+    """Whether a model name is meant as a folder (``./x``, ``/x``, ``~/x``, ``a/b/c``, a backslash)
+    rather than an HF id (``org/name``): a missing folder is then an error, never a hub lookup."""
+    return model.startswith((".", "/", "~")) or "\\" in model or model.count("/") > 1
+
+
 def is_folder(path: Path) -> bool:
     """``path.is_dir()`` that is False (not an exception) for names the OS cannot even look up
     (too long, NUL byte): a model id from a config is untrusted text."""

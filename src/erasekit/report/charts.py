@@ -12,10 +12,10 @@ HTML-escaped here, so callers may pass strings straight from a config, a prompt 
 
 from __future__ import annotations
 
-import html
-import math
 from collections.abc import Sequence
 from typing import Any
+
+from erasekit.report.markup import esc, finite_number
 
 ERASED = "#3b6fd8"
 BASE = "#a0a0a8"
@@ -29,21 +29,9 @@ _VALUE_W = 120
 _WIDTH = _LABEL_W + _BAR_W + _VALUE_W
 
 
-def esc(x: Any) -> str:
-    """``html.escape`` of ``str(x)``, quotes included (safe in text and in attributes)."""
-    return html.escape(str(x), quote=True)
-
-
-def _finite(x: Any) -> float | None:
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
 def fmt_value(x: Any) -> str:
     """A number as printed on a chart: 4 significant digits, ``—`` when missing or not finite."""
-    v = _finite(x)
+    v = finite_number(x)
     if v is None:
         return "—"
     if v == int(v) and abs(v) < 1e6:
@@ -94,13 +82,13 @@ def pair_bars(
     rows = list(rows)
     if not rows:
         return _empty(title, "nothing to plot")
-    has_base = any(_finite(b) is not None for _, _, b in rows)
+    has_base = any(finite_number(b) is not None for _, _, b in rows)
     bh = 11 if has_base else 16
     row_h = (2 * bh + 10) if has_base else (bh + 10)
     top = 40
     height = top + row_h * len(rows) + 6
     if not normalise:
-        vals = [abs(v) for _, e, b in rows for v in (_finite(e), _finite(b)) if v is not None]
+        vals = [abs(v) for _, e, b in rows for v in (finite_number(e), finite_number(b)) if v is not None]
         shared = vmax if vmax else (max(vals) if vals else 1.0)
         shared = shared or 1.0
     desc = "; ".join(f"{lab}: {labels[0]} {fmt_value(e)}" + (f", {labels[1]} {fmt_value(b)}" if has_base else "")
@@ -117,7 +105,7 @@ def pair_bars(
     out.append(f"<text x='{_WIDTH}' y='{legend_y}' text-anchor='end' fill='{MUTED}' font-size='10'>{esc(scale_note)}</text>")
     for i, (label, e, b) in enumerate(rows):
         y = top + i * row_h
-        ev, bv = _finite(e), _finite(b)
+        ev, bv = finite_number(e), finite_number(b)
         if normalise:
             m = max((abs(v) for v in (ev, bv) if v is not None), default=0.0) or 1.0
         else:
@@ -141,7 +129,7 @@ def bars(rows: Sequence[tuple[str, Any]], title: str, *, vmax: float | None = No
     rows = list(rows)
     if not rows:
         return _empty(title, "nothing to plot")
-    vals = [abs(v) for _, x in rows if (v := _finite(x)) is not None]
+    vals = [abs(v) for _, x in rows if (v := finite_number(x)) is not None]
     m = vmax if vmax else (max(vals) if vals else 1.0)
     m = m or 1.0
     bh, row_h, top = 14, 20, 28
@@ -152,7 +140,7 @@ def bars(rows: Sequence[tuple[str, Any]], title: str, *, vmax: float | None = No
                f"{esc(note or f'scale 0 – {fmt_value(m)}')}</text>")
     for i, (label, x) in enumerate(rows):
         y = top + i * row_h
-        v = _finite(x)
+        v = finite_number(x)
         w = 0.0 if v is None else _BAR_W * min(abs(v) / m, 1.0)
         out.append(f"<text x='0' y='{y + bh - 2:.1f}' fill='{TEXT}'><title>{esc(label)}</title>{esc(_clip(label))}</text>")
         out.append(_bar(_LABEL_W, y, w, bh, colour, f"{label}: {fmt_value(x)}"))

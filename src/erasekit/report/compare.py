@@ -25,11 +25,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from erasekit.report.markup import finite_number
 from erasekit.report.schema import MetricEntry, declared, load_report
 
 DEFAULT_ALPHAS = (0.6, 0.4)
@@ -62,13 +62,6 @@ class RunRow:
     columns: dict[str, Column] = field(default_factory=dict)  # what this run's report declares for BenchScore
 
 
-def _number(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    v = float(v)
-    return v if math.isfinite(v) else None
-
-
 def _suffix(key: str) -> str:
     """``"#2"`` for the second ``asr_custom`` of a run (key ``asr_custom#2``), else ``""``."""
     return key[key.index("#"):] if "#" in key else ""
@@ -94,8 +87,8 @@ def _value(entry: MetricEntry, source: str) -> float | None:
     if entry.status != "ok":
         return None
     if source == "value":
-        return _number(entry.value)
-    return _number((entry.details or {}).get(source))
+        return finite_number(entry.value)
+    return finite_number((entry.details or {}).get(source))
 
 
 def _row(name: str, technique: str, metrics: dict[str, MetricEntry]) -> RunRow:
@@ -156,7 +149,7 @@ def benchscore(rows: list[RunRow], alphas: tuple[float, ...] = DEFAULT_ALPHAS) -
             columns.setdefault(name, col)
 
     def normalised(col: Column) -> dict[int, float]:
-        vals = {i: _number(r.values.get(col.name)) for i, r in enumerate(rows)}
+        vals = {i: finite_number(r.values.get(col.name)) for i, r in enumerate(rows)}
         vals = {i: v for i, v in vals.items() if v is not None}
         if not vals:
             return {}
