@@ -10,7 +10,6 @@ the CLI prints as one line with exit code 2.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 import reprlib
@@ -22,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from erasekit.errors import ConfigError
 from erasekit.registry import METRICS, TECHNIQUES, load_builtins
-from erasekit.utils.canonical import canonical_json
+from erasekit.utils.canonical import stable_hash
 
 if TYPE_CHECKING:
     from erasekit.world import World
@@ -224,7 +223,7 @@ class ResolvedRun:
         norm = self.normalised()
         for k in ("output_dir", "cache_dir"):
             norm.pop(k, None)
-        return hashlib.sha256(canonical_json(norm).encode()).hexdigest()[:16]
+        return stable_hash(norm, 16)
 
 
 # ---------------------------------------------------------------- errors

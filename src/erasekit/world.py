@@ -12,8 +12,9 @@ dataset has a generated twin and whose closed-set judge CNN is its best detector
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from erasekit.concepts import i2p_category, normalise
 from erasekit.datasets.items import PromptItem, ReferenceImages, TifaItem
@@ -103,8 +104,10 @@ class World:
         return load_tifa(path, limit, field=field), path
 
 
+@lru_cache(maxsize=64)
 def world_for(model_id: str) -> World:
-    """The world of a model id: the toy world for ``toy`` (or its shipped folder), else :class:`World`."""
+    """The world of a model id: the toy world for ``toy`` (or its shipped folder), else :class:`World`.
+    Worlds hold no state, so one instance per model id serves every metric."""
     from erasekit.toyworld import PIPELINE_DIR, TOY_MODEL_ID
 
     if model_id == TOY_MODEL_ID:
@@ -119,7 +122,3 @@ def world_for(model_id: str) -> World:
     except (OSError, ValueError):
         pass
     return World()
-
-
-def describe(world: World) -> dict[str, Any]:
-    return {"name": world.name, "classifier": world.classifier}

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from erasekit.utils.atomic_io import atomic_write_json
-from erasekit.utils.canonical import canonical_json
+from erasekit.utils.canonical import canonical_json, stable_hash
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def text_encoder_fingerprint(text_encoder: Any, tokenizer: Any | None = None) ->
 
 
 def cache_key(payload: dict[str, Any]) -> str:
-    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
+    return stable_hash(payload)
 
 
 class AttackCache:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from erasekit.generation.request import ImageRequest, SamplerSettings
 from erasekit.utils.atomic_io import atomic_write_bytes, fsync_dir, sweep_stale_tmp
-from erasekit.utils.canonical import canonical_json
+from erasekit.utils.canonical import stable_hash
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -85,7 +85,7 @@ class ImageCache:
         from erasekit.generation.engine import image_seed
 
         payload = key_payload(fingerprint, request, sampler, image_seed(run_seed, request.seed))
-        return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
+        return stable_hash(payload)
 
     def path(self, key: str) -> Path:
         """Where the PNG of ``key`` lives (whether or not it exists yet)."""

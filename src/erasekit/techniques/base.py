@@ -7,12 +7,11 @@ edits are never confused in the cache, while the same edit always reuses them.
 
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 from erasekit.config import TechniqueConfig
-from erasekit.utils.canonical import canonical_json
+from erasekit.utils.canonical import stable_hash
 
 # Fields that say where files go or come from, not what the weights are.
 NON_SEMANTIC_FIELDS: frozenset[str] = frozenset({"save_path", "load_path"})
@@ -49,4 +48,4 @@ class Technique(ABC):
     def fingerprint(self, base_fingerprint: str, technique_name: str) -> str:
         """Model identity = base weights + technique name + canonical technique config."""
         payload = {"base": base_fingerprint, "technique": technique_name, "config": self.fingerprint_payload()}
-        return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:16]
+        return stable_hash(payload, 16)
