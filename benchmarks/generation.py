@@ -166,10 +166,10 @@ def _adversarial_csv(data: dict[str, Any], pipe: Any, tmp: Path) -> str:
 
 def fallback_requests(name: str, cfg: Any) -> list[ImageRequest]:
     """Spec-shaped request sets from the toy prompt sources (used only when a metric's
-    requests() is not available). Seeds as in metrics._common.prompt_requests: the row's
+    requests() is not available). Seeds as in metrics.common.prompt_requests: the row's
     seed, else its index."""
     from erasekit.datasets import toy
-    from erasekit.metrics._common import prompt_requests
+    from erasekit.metrics.common import prompt_requests
 
     if name == "asr_i2p":
         return prompt_requests(toy.toy_i2p(CONCEPT, cfg.limit), cfg.images_per_prompt)

@@ -36,7 +36,6 @@ The default ``--templates 1`` keeps the whole run near 5 minutes on a 2-core CPU
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import platform
@@ -65,49 +64,22 @@ CONCEPTS = (
 
 
 def clip_tokenizer(tmp: Path):
-    """The real CLIP BPE tokenizer from open_clip's vocabulary file (never imports open_clip), else the toy one."""
-    import importlib.util
-
+    """The real CLIP BPE tokenizer (open_clip's vocabulary file, never imports open_clip), else the toy one."""
     from transformers import CLIPTokenizer
 
-    spec = importlib.util.find_spec("open_clip")
-    gz = None
-    if spec is not None and spec.submodule_search_locations:
-        cand = Path(list(spec.submodule_search_locations)[0]) / "bpe_simple_vocab_16e6.txt.gz"
-        gz = cand if cand.is_file() else None
-    if gz is None:
+    from erasekit.models.sd_shapes import open_clip_bpe, sd_clip_tokenizer
+
+    if open_clip_bpe() is None:
         from erasekit.toyworld.tokenizer import build_tokenizer_files
 
         return CLIPTokenizer.from_pretrained(str(build_tokenizer_files(tmp / "tok"))), "toy (open_clip_torch not installed)"
-    from erasekit.toyworld.tokenizer import bytes_to_unicode
-
-    merges = gzip.open(gz).read().decode("utf-8").split("\n")[1 : 49152 - 256 - 2 + 1]
-    merges = [tuple(m.split()) for m in merges]
-    vocab = list(bytes_to_unicode().values())
-    vocab = vocab + [v + "</w>" for v in vocab] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
-    folder = tmp / "clip_tok"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps({v: i for i, v in enumerate(vocab)}))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n")
-    special = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}
-    (folder / "special_tokens_map.json").write_text(json.dumps(special))
-    (folder / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 77, "do_lower_case": True, **special}))
-    tok = CLIPTokenizer.from_pretrained(str(folder))
-    assert len(tok) == 49408, len(tok)
-    return tok, "CLIP ViT-L/14 BPE (open_clip_torch vocabulary)"
+    return sd_clip_tokenizer(tmp / "clip_tok"), "CLIP ViT-L/14 BPE (open_clip_torch vocabulary)"
 
 
 def sd14_models(seed: int = 0):
-    from diffusers import UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from erasekit.models.sd_shapes import sd14_text_encoder, sd14_unet
 
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(sample_size=64, in_channels=4, out_channels=4, block_out_channels=(320, 640, 1280, 1280),
-                                layers_per_block=2, cross_attention_dim=768, attention_head_dim=8).eval()
-    text = CLIPTextModel(CLIPTextConfig(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-                                        num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu",
-                                        bos_token_id=49406, eos_token_id=49407, pad_token_id=49407)).eval()
-    return unet, text
+    return sd14_unet(seed), sd14_text_encoder(seed)
 
 
 def _rss() -> int:

@@ -223,28 +223,11 @@ def test_fingerprint_hashes_weights_not_identity(toy_tok) -> None:
 
 def _sd_tokenizer(folder: Path):
     """SD v1.4's CLIP tokenizer, rebuilt offline from the BPE merges open_clip ships (49,408 tokens)."""
-    import gzip
-    import importlib.util
+    from erasekit.models.sd_shapes import open_clip_bpe, sd_clip_tokenizer
 
-    from transformers import CLIPTokenizer
-
-    from erasekit.toyworld.tokenizer import bytes_to_unicode
-
-    spec = importlib.util.find_spec("open_clip")
-    bpe = Path(spec.submodule_search_locations[0]) / "bpe_simple_vocab_16e6.txt.gz" if spec else None
-    if bpe is None or not bpe.is_file():
+    if open_clip_bpe() is None:
         pytest.skip("open_clip's BPE vocabulary is not installed")
-    merges = gzip.open(bpe).read().decode("utf-8").split("\n")[1 : 49152 - 256 - 2 + 1]
-    chars = list(bytes_to_unicode().values())
-    vocab = chars + [c + "</w>" for c in chars] + ["".join(m.split()) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
-    special = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}
-    (folder / "special_tokens_map.json").write_text(json.dumps(special))
-    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "CLIPTokenizer", "model_max_length": 77,
-                                                               "do_lower_case": True, **special}))
-    return CLIPTokenizer.from_pretrained(folder)
+    return sd_clip_tokenizer(folder)
 
 
 def test_sd_tokenizer_and_legacy_eos_pooling(tmp_path: Path) -> None:

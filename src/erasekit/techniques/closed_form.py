@@ -23,6 +23,7 @@ benchmark (``benchmarks/mace_cfr.py``), which must agree to ≤ 1e-4 relative.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,6 +84,47 @@ def encode_prompts(text_encoder: Any, tokenizer: Any, prompts: Sequence[str], ba
 def unpadded_ids(tokenizer: Any, prompt: str) -> list[int]:
     """The prompt's token ids with BOS/EOS, truncated like the padded encoding, without padding."""
     return list(tokenizer(prompt, truncation=True, max_length=tokenizer.model_max_length).input_ids)
+
+
+def last_token_index(ids: Sequence[int]) -> int:
+    """Position of the last word token: UCE/RECE/SPEED's ``attention_mask.sum() - 2``.
+
+    ``ids`` are the unpadded ids (BOS … EOS), so the index is ``len(ids) - 2``: the
+    token just before EOS. For an empty prompt (BOS, EOS) it is 0 — the **BOS** row,
+    which is what "guide = ''" maps a concept onto in all three official codes.
+    """
+    return max(len(ids) - 2, 0)
+
+
+@dataclass
+class Encodings:
+    """Last hidden states (n, L, d) of unique prompts, their unpadded ids, and the encoding time."""
+
+    index: dict[str, int]
+    hidden: torch.Tensor
+    tokens: dict[str, list[int]]
+    seconds: float
+
+    def rows(self, prompt: str) -> torch.Tensor:
+        """All L positions of one prompt (L × d)."""
+        return self.hidden[self.index[prompt]]
+
+    def last_index(self, prompt: str) -> int:
+        return last_token_index(self.tokens[prompt])
+
+    def last(self, prompt: str) -> torch.Tensor:
+        """The last-word-token row of one prompt (1 × d)."""
+        i = self.last_index(prompt)
+        return self.hidden[self.index[prompt], i : i + 1]
+
+
+def encode_texts(text_encoder: Any, tokenizer: Any, prompts: Sequence[str], batch_size: int = 32) -> Encodings:
+    """:func:`encode_prompts` over the unique prompts (first-seen order) with their unpadded ids."""
+    t0 = time.perf_counter()
+    unique = list(dict.fromkeys(prompts))
+    _, hidden = encode_prompts(text_encoder, tokenizer, unique, batch_size=batch_size)
+    tokens = {p: unpadded_ids(tokenizer, p) for p in unique}
+    return Encodings(index={p: i for i, p in enumerate(unique)}, hidden=hidden, tokens=tokens, seconds=time.perf_counter() - t0)
 
 
 # ------------------------------------------------------------------ alignment
@@ -194,6 +236,27 @@ def refinement_matrix(grams: Grams, lam: float) -> torch.Tensor:
     if int(info) != 0:  # pragma: no cover - only with non-finite inputs
         raise ValueError("CFR system is not positive definite (non-finite text embeddings?)")
     return torch.cholesky_solve(b.T.contiguous(), chol).T.contiguous()
+
+
+@dataclass
+class RowBlock:
+    """Rows x (n × d) that should act like y (None = stay as they are), each weighing ``weight``."""
+
+    x: torch.Tensor
+    y: torch.Tensor | None
+    weight: float
+
+
+def solve_rows(blocks: Sequence[RowBlock], lam: float, device: torch.device | None = None) -> tuple[torch.Tensor, Grams]:
+    """Accumulate the Grams of all rows (float64) and return R (d × d) with W' = W·R for every layer."""
+    d = blocks[0].x.shape[-1]
+    dev = device or blocks[0].x.device
+    if dev.type == "mps":  # no float64 on MPS
+        dev = torch.device("cpu")
+    grams = Grams(d, device=dev)
+    for b in blocks:
+        grams.add(b.x, b.y, b.weight)
+    return refinement_matrix(grams, lam), grams
 
 
 @torch.no_grad()

@@ -11,18 +11,17 @@ This module registers nothing; the technique is :mod:`erasekit.techniques.mace`.
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from erasekit.techniques.closed_form import (
-    Grams,
+    Encodings,
+    RowBlock,
     align_positions,
-    encode_prompts,
-    refinement_matrix,
-    unpadded_ids,
+    encode_texts,
+    solve_rows,
 )
 from erasekit.techniques.mace_config import DEFAULT_TEMPLATES, MACEConfig, as_list
 
@@ -104,31 +103,15 @@ def build_plan(config: MACEConfig, prior: list[str]) -> PromptPlan:
 
 
 @dataclass
-class EncodedPlan:
+class EncodedPlan(Encodings):
     """Hidden states of every prompt of a plan (one encoder pass per unique prompt)."""
 
-    plan: PromptPlan
-    index: dict[str, int]
-    hidden: torch.Tensor  # (n_prompts, L, d)
-    tokens: dict[str, list[int]]
-    seconds: float
+    plan: PromptPlan = field(default_factory=PromptPlan)
 
 
 def encode_plan(text_encoder: Any, tokenizer: Any, plan: PromptPlan, batch_size: int = 32) -> EncodedPlan:
-    t0 = time.perf_counter()
-    prompts = plan.unique_prompts()
-    _, hidden = encode_prompts(text_encoder, tokenizer, prompts, batch_size=batch_size)
-    tokens = {p: unpadded_ids(tokenizer, p) for p in prompts}
-    return EncodedPlan(plan=plan, index={p: i for i, p in enumerate(prompts)}, hidden=hidden, tokens=tokens, seconds=time.perf_counter() - t0)
-
-
-@dataclass
-class RowBlock:
-    """Rows x (n × d) that should act like y (None = stay as they are), each weighing ``weight``."""
-
-    x: torch.Tensor
-    y: torch.Tensor | None
-    weight: float
+    enc = encode_texts(text_encoder, tokenizer, plan.unique_prompts(), batch_size=batch_size)
+    return EncodedPlan(index=enc.index, hidden=enc.hidden, tokens=enc.tokens, seconds=enc.seconds, plan=plan)
 
 
 def cfr_rows(enc: EncodedPlan, alignment: str, preserve_scale: float, prior_scale: float, overshoot: float) -> list[RowBlock]:
@@ -175,17 +158,9 @@ def config_rows(enc: EncodedPlan, config: MACEConfig) -> list[RowBlock]:
     return cfr_rows(enc, config.alignment, config.preserve_scale, config.prior_scale, config.overshoot)
 
 
-def solve_cfr(blocks: list[RowBlock], lam: float, device: torch.device | None = None) -> tuple[torch.Tensor, Grams]:
-    """Accumulate the Grams of all rows (float64) and return R (d × d) with W' = W·R for every layer."""
-    d = blocks[0].x.shape[-1]
-    dev = device or blocks[0].x.device
-    if dev.type == "mps":  # no float64 on MPS
-        dev = torch.device("cpu")
-    grams = Grams(d, device=dev)
-    for b in blocks:
-        grams.add(b.x, b.y, b.weight)
-    return refinement_matrix(grams, lam), grams
 
+# the family-wide solve under MACE's historical name
+solve_cfr = solve_rows
 
 
 __all__ = [

@@ -36,7 +36,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from erasekit.config import TechniqueConfig
+from erasekit.techniques.editing import EditConfig, as_list
 
 # Prompts the erase concept is placed in. Short, generic, and varied in what
 # precedes and follows the concept, so that the edit covers the concept's
@@ -53,14 +53,7 @@ DEFAULT_TEMPLATES: tuple[str, ...] = (
 )
 
 
-def as_list(v: str | list[str] | None) -> list[str]:
-    """A ``str | list[str] | None`` option as a list (None → [], a string → [it])."""
-    if v is None:
-        return []
-    return [v] if isinstance(v, str) else list(v)
-
-
-class MACEConfig(TechniqueConfig):
+class MACEConfig(EditConfig):
     """MACE options. The first block is the spec's; the rest are erasekit extensions (all optional).
 
     Spec fields (names, types, defaults as in the spec's configuration reference):
@@ -94,11 +87,8 @@ class MACEConfig(TechniqueConfig):
       whatever the number of captions.
     """
 
-    erase_concept: str | list[str] = Field("nudity", description="concept(s) to erase; a list = synonyms erased jointly")
     erase_from: str | list[str] | None = Field(None, description="broader concept the erased one dissolves into (default: the empty prompt)")
     lambda_cfr: float = Field(0.1, gt=0.0, description="CFR regularisation; higher = more conservative")
-    load_path: str | None = Field(None, description=".pt UNet state dict from an earlier run; skips the CFR")
-    save_path: str | None = Field(None, description="where to save the edited UNet state dict (.pt)")
 
     templates: list[str] | None = Field(None, description="prompts with '{}' for the concept (default: built-in list)")
     alignment: Literal["following", "prefix_suffix", "concept"] = Field(
@@ -109,14 +99,6 @@ class MACEConfig(TechniqueConfig):
     prior_captions: str | None = Field("auto", description="'auto', a caption file (one per line) or null")
     prior_scale: float = Field(0.05, ge=0.0, description="total weight of the caption prior relative to the erase set")
     overshoot: float = Field(1.0, ge=0.0, le=10.0, description="map to target + overshoot·(target − concept): past the target, away from the concept")
-
-    @field_validator("erase_concept")
-    @classmethod
-    def _non_empty(cls, v: str | list[str]) -> str | list[str]:
-        items = as_list(v)
-        if not items or any(not s.strip() for s in items):
-            raise ValueError("erase_concept must be a non-empty string or a non-empty list of non-empty strings")
-        return v
 
     @field_validator("erase_from")
     @classmethod

@@ -99,6 +99,26 @@ def read_caption_file(path: str | Path, field: str = "technique.config.prior_cap
     return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
 
 
+def caption_prior(model_id: str, source: str | None, field: str = "technique.config.prior_captions") -> tuple[list[str], str]:
+    """A caption prior as a list, and a short label of where it came from.
+
+    ``None`` → none; ``"auto"`` → the base model's own caption set (the toy world's
+    training captions for the toy model, :data:`GENERIC_CAPTIONS` otherwise); any
+    other string → a text file with one caption per line.
+    """
+    if source is None:
+        return [], "none"
+    if source == "auto":
+        from erasekit.world import world_for
+
+        world = world_for(model_id)
+        captions = world.prior_captions()
+        if captions is not None:
+            return captions, f"auto:{world.name} captions"
+        return list(GENERIC_CAPTIONS), "auto:built-in generic captions"
+    return read_caption_file(source, field), f"file:{source}"
+
+
 def captions_digest(captions: list[str]) -> str:
     """Content identity of a caption list (what the edit depends on, not the file name)."""
     return hashlib.sha256("\n".join(captions).encode("utf-8")).hexdigest()[:16]
