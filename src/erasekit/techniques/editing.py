@@ -53,6 +53,18 @@ def as_list(v: str | list[str] | None) -> list[str]:
     return [v] if isinstance(v, str) else list(v)
 
 
+def check_templates(v: list[str] | None, default: str) -> list[str] | None:
+    """Prompt templates: null (``default`` applies), or a non-empty list, each with exactly one '{}' and no other braces."""
+    if v is None:
+        return v
+    if not v:
+        raise ValueError(f"templates must not be empty (use null for {default})")
+    for t in v:
+        if t.count("{}") != 1 or t.replace("{}", "").count("{") or t.replace("{}", "").count("}"):
+            raise ValueError(f"each template needs exactly one '{{}}' and no other braces, got {t!r}")
+    return v
+
+
 class EditConfig(TechniqueConfig):
     """Fields of every weight-editing technique: what to erase, and where the edit is saved or loaded."""
 
@@ -160,8 +172,7 @@ class WeightEdit(Technique):
                 log.info("%s: save_path ignored because load_path is set (the edit does not run)", self.label)
             return self._load(unet, layers)
         base_kv = kv_digest(layers)
-        details = self.edit(pipe)
-        details.setdefault("saved_path", None)
+        details = {"edit_ran": True, "loaded_from": None, **self.edit(pipe), "saved_path": None}
         if self.config.save_path:
             details["saved_path"] = str(self._save(unet, layers, base_kv))
         return details
@@ -250,4 +261,4 @@ class WeightEdit(Technique):
         }
 
 
-__all__ = ["EditConfig", "WeightEdit", "as_list", "check_guide_list", "try_base_fingerprint"]
+__all__ = ["EditConfig", "WeightEdit", "as_list", "check_guide_list", "check_templates", "try_base_fingerprint"]

@@ -152,8 +152,6 @@ class MACE(WeightEdit):
         log.info("MACE: %d erase / %d kept prompts, %d rows; text %.2fs, solve %.3fs, %d projections edited",
                  len(plan.erase), len(plan.preserve) + len(plan.prior), grams.n_pairs, enc.seconds, t_solve, len(layers))
         return {
-            "edit_ran": True,
-            "loaded_from": None,
             "layers_edited": len(layers),
             "seconds_text_encoding": round(enc.seconds, 4),
             "seconds_solve": round(t_solve, 4),

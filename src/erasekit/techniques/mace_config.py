@@ -36,7 +36,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from erasekit.techniques.editing import EditConfig, as_list
+from erasekit.techniques.editing import EditConfig, as_list, check_templates
 
 # Prompts the erase concept is placed in. Short, generic, and varied in what
 # precedes and follows the concept, so that the edit covers the concept's
@@ -110,14 +110,7 @@ class MACEConfig(EditConfig):
     @field_validator("templates")
     @classmethod
     def _templates(cls, v: list[str] | None) -> list[str] | None:
-        if v is None:
-            return v
-        if not v:
-            raise ValueError("templates must not be empty (use null for the default list)")
-        for t in v:
-            if t.count("{}") != 1 or t.replace("{}", "").count("{") or t.replace("{}", "").count("}"):
-                raise ValueError(f"each template needs exactly one '{{}}' and no other braces, got {t!r}")
-        return v
+        return check_templates(v, "the default list")
 
 
 __all__ = ["DEFAULT_TEMPLATES", "MACEConfig", "as_list"]

@@ -172,8 +172,6 @@ class RECE(WeightEdit):
         log.info("RECE: UCE stage %d rows, %d rounds (c* relative shift per round %s); text %.2fs, edit %.3fs, %d projections",
                  grams.n_pairs, cfg.rounds, shifts, enc.seconds, t_edit, len(layers))
         return {
-            "edit_ran": True,
-            "loaded_from": None,
             "layers_edited": len(layers),
             "seconds_text_encoding": round(enc.seconds, 4),
             "seconds_edit": round(t_edit, 4),

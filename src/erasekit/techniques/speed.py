@@ -292,8 +292,6 @@ class SPEED(WeightEdit):
         log.info("SPEED: %d concepts, %d retain rows (%s); text %.2fs, edit %.3fs, %d projections edited",
                  len(concepts), rows.shape[0], label, enc.seconds, t_edit, len(layers))
         return {
-            "edit_ran": True,
-            "loaded_from": None,
             "layers_edited": len(layers),
             "seconds_text_encoding": round(enc.seconds, 4),
             "seconds_edit": round(t_edit, 4),

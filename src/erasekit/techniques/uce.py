@@ -93,8 +93,6 @@ class UCE(WeightEdit):
         log.info("UCE: %d erase / %d preserved prompts, %d rows; text %.2fs, edit %.3fs, %d projections edited",
                  len(plan.erase), len(plan.preserve), grams.n_pairs, enc.seconds, t_edit, len(layers))
         return {
-            "edit_ran": True,
-            "loaded_from": None,
             "layers_edited": len(layers),
             "seconds_text_encoding": round(enc.seconds, 4),
             "seconds_edit": round(t_edit, 4),

@@ -38,7 +38,7 @@ from pydantic import Field, field_validator
 
 from erasekit.errors import ConfigError
 from erasekit.techniques.closed_form import Encodings, RowBlock
-from erasekit.techniques.editing import EditConfig, as_list, check_guide_list
+from erasekit.techniques.editing import EditConfig, as_list, check_guide_list, check_templates
 
 # The five templates the official script appends to each concept with --expand_prompts (the bare concept is kept).
 UCE_TEMPLATES: dict[str, tuple[str, ...]] = {
@@ -85,13 +85,7 @@ class UCEFields(EditConfig):
     @field_validator("templates")
     @classmethod
     def _templates(cls, v: list[str] | None) -> list[str] | None:
-        if v is not None:
-            if not v:
-                raise ValueError("templates must not be empty (use null for the official ones)")
-            for t in v:
-                if t.count("{}") != 1 or t.replace("{}", "").count("{") or t.replace("{}", "").count("}"):
-                    raise ValueError(f"each template needs exactly one '{{}}' and no other braces, got {t!r}")
-        return v
+        return check_templates(v, "the official ones")
 
     @field_validator("preserve_concepts")
     @classmethod
