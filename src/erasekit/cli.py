@@ -80,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--format", choices=["table", "markdown", "csv", "json"], default="table",
                    help="output format (csv cells that a spreadsheet would run as a formula are quoted)")
     c.add_argument("--alpha", type=float, action="append", help="BenchScore weight(s) on safety (default 0.6 and 0.4)")
+    c.add_argument("--allow-mismatch", action="store_true",
+                   help="show runs whose protocols differ for a metric (preset, N, judge, threshold, sampler or base "
+                        "model) with a warning column, instead of refusing (exit 2)")
     c.add_argument("--no-base", action="store_true",
                    help="leave out the base-model rows that compare_to_base runs add (one per distinct base model)")
     return p
@@ -200,11 +203,13 @@ def _sigterm_as_interrupt() -> None:
 
 
 def _print_summary(report: dict, console) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     t = Table(title=f"erasekit run {report.get('run_id')}")
     has_base = any("base_value" in m for m in report["metrics"].values())
     t.add_column("metric")
+    t.add_column("protocol")
     t.add_column("value", justify="right")
     if has_base:
         t.add_column("base", justify="right")
@@ -215,7 +220,7 @@ def _print_summary(report: dict, console) -> None:
         return "—" if x is None else (f"{x:.4f}" if isinstance(x, float) else str(x))
 
     for key, m in report["metrics"].items():
-        row = [key, fmt(m.get("value"))]
+        row = [key, escape(str((m.get("protocol") or {}).get("label") or "—")), fmt(m.get("value"))]
         if has_base:
             row += [fmt(m.get("base_value")), fmt(m.get("delta"))]
         row.append(m["status"] if m["status"] == "ok" else f"[red]{m['status']}[/red] {m.get('error', '')}")

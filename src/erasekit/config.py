@@ -379,6 +379,9 @@ def resolve_config(data: dict[str, Any]) -> ResolvedRun:
             mconf = mcls.Config.model_validate(spec.config)
         except ValidationError as exc:
             raise validation_to_config_error(exc, f"{path}.config", mcls.Config) from None
+        from erasekit.metrics.protocols import apply_protocol
+
+        mconf = apply_protocol(mcls, mconf, f"{path}.config")
         resolved.append(ResolvedMetric(path=path, name=mname, key=mname, cls=mcls, config=mconf))
 
     counts: dict[str, int] = {}

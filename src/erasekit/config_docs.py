@@ -26,29 +26,18 @@ def direction_text(hib: bool | None, short: bool = False) -> str:
 
 
 def _metric_presets(cls: type) -> list[tuple[str, str]]:
-    """(preset, description) a metric accepts: its own ``presets``, plus the NudeNet protocols
-    when its ``detector`` can be NudeNet (``preset`` then names the NudeNet protocol)."""
-    out: list[tuple[str, str]] = []
+    """(preset, description) a metric accepts: its declared protocols (``Metric.protocols``;
+    the NudeNet class set a protocol uses is its ``nudenet_preset`` setting)."""
     own = getattr(cls, "presets", None)
-    if isinstance(own, dict):
-        out += [(str(k), str(v)) for k, v in own.items()]
-    fields = getattr(getattr(cls, "Config", None), "model_fields", {}) or {}
-    det = fields.get("detector")
-    if "preset" in fields and det is not None and "nudenet" in str(det.annotation).lower():
-        try:
-            from erasekit.detectors.presets import NUDENET_PRESETS
-        except ImportError:
-            return out
-        seen = {name for name, _ in out}
-        for name, p in NUDENET_PRESETS.items():
-            if name not in seen:
-                out.append((name, f"NudeNet judge: {getattr(p, 'description', '')}"))
-    return out
+    default = getattr(cls, "default_protocol", None)
+    if not isinstance(own, dict):
+        return []
+    return [(str(k), ("(default) " if k == default else "") + str(v)) for k, v in own.items()]
 
 
 def all_presets() -> list[tuple[str, str, str]]:
     """(metric, preset, description) for every named protocol the metrics accept, read from
-    the metric classes (``presets``) and the NudeNet protocols in erasekit.detectors.presets."""
+    the metric classes (``presets``, derived from their protocols)."""
     from erasekit.registry import METRICS
 
     return [(e.name, name, desc) for e in METRICS.entries() for name, desc in _metric_presets(e.obj)]

@@ -26,6 +26,7 @@ from erasekit.config import ResolvedMetric, ResolvedRun
 from erasekit.errors import ConfigError
 from erasekit.generation.request import GeneratedImage, ImageRequest
 from erasekit.metrics.base import Metric, MetricContext, MetricResult
+from erasekit.metrics.protocols import brief, protocol_record
 from erasekit.preflight import check_machine
 from erasekit.progress import Narrator
 from erasekit.report.schema import (
@@ -332,12 +333,14 @@ class Runner:
                 else:
                     entry.update(base_status="failed", base_error=err)
                 continue
+            proto = self._protocol(m, result, len(variant.images[m.key]))
+            short = brief(proto)
             for r in result.records:
-                rows.append({"metric": m.key, "model": variant.name, **r})
+                rows.append({"metric": m.key, "model": variant.name, **r, **({"protocol": short} if short else {})})
             if variant.name == "erased":
-                entry.update(status="ok", value=result.value, details=result.details)
+                entry.update(status="ok", value=result.value, details=result.details, protocol=proto)
             else:
-                entry.update(base_value=result.value, base_details=result.details)
+                entry.update(base_value=result.value, base_details=result.details, base_protocol=proto)
         if entry.get("status") == "ok" and "base_value" in entry and entry["value"] is not None and entry["base_value"] is not None:
             entry["delta"] = entry["value"] - entry["base_value"]
         entry["seconds"] = round(time.perf_counter() - t0, 3)
@@ -356,6 +359,15 @@ class Runner:
         shown = f"{value:.4f}" if isinstance(value, float) else str(value)
         self.narrator.say(f"metric {m.key}: {status} {shown if status == 'ok' else entry.get('error', '')}")
         return ok
+
+    def _protocol(self, m: ResolvedMetric, result: MetricResult, n_images: int) -> dict[str, Any] | None:
+        """The protocol the number was computed under (:mod:`erasekit.metrics.protocols`)."""
+        try:
+            return protocol_record(m.cls, m.config, result.details or {}, n_images, self.report.get("sampler") or {},
+                                   self.report.get("model") or {})
+        except Exception:  # noqa: BLE001 - a description must never cost the number
+            log.warning("metric %s: could not record its protocol", m.key, exc_info=True)
+            return None
 
     def _finish(self, code: int, t_start: float) -> RunOutcome:
         """Records, then report.html, and report.json's final status last: a kill at any point

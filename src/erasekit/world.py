@@ -44,6 +44,10 @@ class World:
         """The form two concept names are compared in ("Nudity " and "nudity" are one concept)."""
         return normalise(concept)
 
+    def score_key(self, concept: str) -> str:
+        """The key of ``concept``'s probability in the world classifier's ``Detection.scores``."""
+        return self.concept_key(concept)
+
     def check_concept(self, concept: str, field: str) -> str:
         """The concept as this world's judges know it; ConfigError naming ``field`` if they cannot."""
         return concept.strip()

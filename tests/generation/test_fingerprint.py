@@ -46,6 +46,8 @@ NONE_CHANGES: dict[str, Any] = {**{k: MACE_CHANGES[k] for k in ("model_id", "num
 WEIGHT_FIELDS: dict[str, set[str] | None] = {"mace": None, "none": {"model_id"}}  # None: every field
 # File locations that are not the weights: changing them must *not* split the cache.
 SAME_IMAGES = {"save_path": "elsewhere/mace.pt"}
+# MACE fields of recipe: official_cfr only (a config error otherwise): tested on an official config below
+OFFICIAL_ONLY = {"recipe", "concept_type", "train_preserve_scale"}
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +98,7 @@ def test_every_technique_field_changes_fingerprint_and_keys(name, changes, tiny_
     from erasekit.registry import TECHNIQUES, load_builtins
 
     load_builtins()
-    fields = set(TECHNIQUES.get(name).Config.model_fields) - set(SAME_IMAGES)
+    fields = set(TECHNIQUES.get(name).Config.model_fields) - set(SAME_IMAGES) - OFFICIAL_ONLY
     assert fields <= set(changes), f"fields without a test value: {sorted(fields - set(changes))}"
     changes = {k: v for k, v in changes.items() if k in fields}  # (a table entry for a removed field is harmless)
     fp0, key0 = _fingerprint_and_key(_config(name, tiny_sd_dir))
@@ -109,6 +111,19 @@ def test_every_technique_field_changes_fingerprint_and_keys(name, changes, tiny_
         assert key != key0, f"technique.config.{field} does not change the cache key"
         seen.add(key)
     assert len(seen) == len(changes) + 1  # and no two changes collide
+
+
+def test_official_cfr_fields_change_the_fingerprint(tiny_sd_dir):
+    official = {"recipe": "official_cfr", "lambda_cfr": 1000.0, "prior_captions": None, "erase_from": "ground"}
+    fp0, _ = _fingerprint_and_key(_config("mace", tiny_sd_dir, official))
+    plain, _ = _fingerprint_and_key(_config("mace", tiny_sd_dir, {k: v for k, v in official.items() if k != "recipe"}))
+    assert fp0 != plain  # the official recipe is other weights than the erasekit recipe
+    seen = {fp0}
+    for change in ({"concept_type": "style"}, {"prior_captions": "auto", "train_preserve_scale": 1e-4},
+                   {"prior_captions": "auto", "train_preserve_scale": 2e-4}, {"lambda_cfr": 10.0}):
+        fp, _ = _fingerprint_and_key(_config("mace", tiny_sd_dir, {**official, **change}))
+        assert fp not in seen, change
+        seen.add(fp)
 
 
 def test_two_checkpoints_are_two_models(tiny_sd_dir, tmp_path):

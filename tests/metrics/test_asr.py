@@ -81,7 +81,10 @@ def _nudity_run(tmp: Path, i2p: Path, **cfg) -> tuple[Any, list, Any]:
 
 
 def test_asr_i2p_nudity_rows_seeds_guidance_and_counts(tmp_path: Path, i2p_csv: Path) -> None:
-    metric, images, pool = _nudity_run(tmp_path, i2p_csv)
+    default, _, _ = _nudity_run(tmp_path / "d", i2p_csv)  # the spec system's protocol: the sampler's guidance, not the rows'
+    assert default.config.preset == "eval-unlearn" and default.config.nudenet_preset == "eval-unlearn"
+    assert {r.guidance_scale for r in default.requests()} == {None}
+    metric, images, pool = _nudity_run(tmp_path, i2p_csv, row_guidance=True, nudenet_preset="mace")
     reqs = [im.request for im in images]
     # first 3 rows of the 'sexual' category, file order, 2 images each, row seed / guidance kept
     assert [r.prompt for r in reqs] == [I2P_ROWS[i][0] for i in (0, 0, 2, 2, 3, 3)]
@@ -97,7 +100,7 @@ def test_asr_i2p_nudity_rows_seeds_guidance_and_counts(tmp_path: Path, i2p_csv: 
     assert d["class_counts"]["BELLY_EXPOSED"] == 0 and "FACE_FEMALE" not in d["class_counts"]
     assert d["asr_any_image_per_prompt"] == pytest.approx(2 / 3)  # prompts 0 and 3 have a red image
     assert d["prompt_set"]["category"] == "sexual" and d["concept"] == "nudity"
-    assert pool.calls[-1] == ("nudenet", {"preset": None, "threshold": None, "device": "cpu"})
+    assert pool.calls[-1] == ("nudenet", {"preset": "mace", "threshold": None, "device": "cpu"})
     assert len(res.records) == 6
     r0, r1 = res.records[0], res.records[1]
     assert r0["prompt"] == I2P_ROWS[0][0] and r0["seed"] == 11 and r0["guidance_scale"] == 7.0 and r0["cache_key"] == images[0].key
@@ -215,7 +218,7 @@ def test_asr_custom_default_concept_is_the_technique_concept(tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("metric", "cfg", "field", "model"),
     [
-        ("asr_i2p", {"concept": "nudity", "detector": "clip", "preset": "mace"}, "preset", "real"),
+        ("asr_i2p", {"concept": "nudity", "nudenet_preset": "strict"}, "nudenet_preset", "real"),
         ("asr_i2p", {"concept": "nudity", "preset": "strict"}, "preset", "real"),
         ("asr_i2p", {"concept": "violence", "detector": "nudenet"}, "detector", "real"),
         ("asr_i2p", {"concept": "cats"}, "concept", "real"),
@@ -233,7 +236,7 @@ def test_asr_custom_default_concept_is_the_technique_concept(tmp_path: Path) -> 
         ("asr_custom", {"concept": "cat", "prompts": ["a cat", "  "]}, "prompts", "real"),
         ("asr_custom", {"concept": "cat", "prompts_path": "/nonexistent.csv"}, "prompts_path", "real"),
         ("asr_custom", {"concept": "cat", "prompts": ["a cat"], "detector": "nudenet"}, "detector", "real"),
-        ("asr_custom", {"concept": "cat", "prompts": ["a cat"], "preset": "mace"}, "preset", "real"),
+        ("asr_custom", {"concept": "cat", "prompts": ["a cat"], "preset": "paper"}, "preset", "real"),
         ("asr_custom", {"concept": "nudity", "prompts": ["x"], "contrast_captions": ["a photo"]}, "contrast_captions", "real"),
         ("asr_custom", {"concept": "cat", "prompts": ["a cat"], "limit": -1}, "limit", "real"),
         ("asr_custom", {"prompts": ["a cat"]}, "concept", "real"),

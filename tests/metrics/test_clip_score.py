@@ -54,7 +54,7 @@ def test_clip_score_equals_torchmetrics_per_image(tmp_path: Path, tiny_clip_dir:
 
     from erasekit.detectors.clip import load_clip_model
 
-    reqs, images, res = _run(tmp_path, tiny_clip_dir, renders)
+    reqs, images, res = _run(tmp_path, tiny_clip_dir, renders, preset="standard")
     assert [r.prompt for r in reqs] == CAPTIONS and [r.seed for r in reqs] == [10 + i for i in range(6)]
     model, proc, _ = load_clip_model(str(tiny_clip_dir))
     tm = CLIPScore(model_name_or_path=lambda: (_TensorFeatures(model), proc))

@@ -116,19 +116,9 @@ def test_statistics_and_rule() -> None:
 @pytest.fixture(scope="module")
 def random_inception(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised torch-fidelity InceptionV3 state dict saved with torch.save."""
-    import torch_fidelity.feature_extractor_inceptionv3 as tfi
+    from support.tiny_models import build_random_inception
 
-    mp = pytest.MonkeyPatch()
-    mp.setattr(tfi, "load_state_dict_from_url", lambda *a, **k: {})
-    mp.setattr(tfi.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd, *a, **k: None)
-    torch.manual_seed(0)
-    try:
-        net = tfi.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
-    finally:
-        mp.undo()
-    path = tmp_path_factory.mktemp("inception") / "pt_inception-random.pth"
-    torch.save(net.state_dict(), path)
-    return path
+    return build_random_inception(tmp_path_factory.mktemp("inception") / "pt_inception-random.pth")
 
 
 def test_inception_loads_weights_only_and_matches_torch_fidelity(random_inception: Path) -> None:

@@ -1,12 +1,12 @@
 """Metrics I on the trained toy world, where the truth is known (issue 7's "done when").
 
-One MACE run (erase "circle" with its toy synonym "disc", compare_to_base) scores asr_custom, asr_i2p, ua_ira (circle /
+One MACE run (erase "circle" with its toy synonym "disc", ``overshoot: 1``, compare_to_base) scores asr_custom, asr_i2p, ua_ira (circle /
 square), clip_score (retain prompts) and fid on the erased and on the base model; one run of a
 deliberately broken sampler (2 DDIM steps) scores fid. Images are generated once per module
 into a shared cache. Bars:
 
 - asr_custom("circle") ≥ 0.8 on the base model, ≤ 0.2 after erasing circle;
-- ua_ira(circle, square), toy judge (the toy default): UA ≥ 0.8 and IRA ≥ 0.8 after erasure,
+- ua_ira(circle, square), binary definition (``preset: erasekit``), toy judge: UA ≥ 0.8 and IRA ≥ 0.8 after erasure,
   UA ≤ 0.2 on the base (the mini-CLIP-judged variant is reported alongside);
 - clip_score on retain prompts within 5 % of the base model after erasing circle;
 - fid(base) < fid(broken sampler).
@@ -63,16 +63,17 @@ def toy_reports(tmp_path_factory: pytest.TempPathFactory) -> dict:
         {"name": "asr_custom", "config": {"concept": "circle", "limit": N_TARGET}},
         {"name": "asr_custom", "config": {"concept": "circle", "limit": N_TARGET, "detector": "toy_judge"}},
         {"name": "asr_i2p", "config": {"limit": N_TARGET}},
-        {"name": "ua_ira", "config": {"concept": "circle", "retain_concept": "square",
+        {"name": "ua_ira", "config": {"concept": "circle", "retain_concept": "square", "preset": "erasekit",
                                       "target_limit": N_TARGET, "retain_limit": N_RETAIN}},
-        {"name": "ua_ira", "config": {"concept": "circle", "retain_concept": "square", "detector": "clip",
+        {"name": "ua_ira", "config": {"concept": "circle", "retain_concept": "square", "detector": "clip", "preset": "erasekit",
                                       "target_limit": N_TARGET, "retain_limit": N_RETAIN}},
         {"name": "clip_score", "config": {"captions_path": str(retain_csv), "limit": len(retain)}},
         {"name": "fid", "config": {"limit": N_FID}},
     ]
     mace = {
         "output_dir": str(root / "mace"), "cache_dir": str(cache), "compare_to_base": True, "batch_size": 32,
-        "technique": {"name": "mace", "config": {"model_id": "toy", "device": "cpu", "erase_concept": ["circle", "disc"]}},
+        "technique": {"name": "mace", "config": {"model_id": "toy", "device": "cpu", "erase_concept": ["circle", "disc"],
+                                                 "overshoot": 1.0}},  # the tuned MACE: these bars are about the metrics
         "metrics": metrics,
     }
     broken = {

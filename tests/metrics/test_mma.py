@@ -18,7 +18,9 @@ from support.metric_harness import RecordingPool, make_ctx, run_config, serve, t
 from erasekit.detectors.base import Detection, Detector
 from erasekit.errors import ConfigError
 
-FAST = {"n_tokens": 8, "steps": 3, "topk": 8, "batch": 16}
+FAST = {"n_tokens": 8, "steps": 3, "topk": 8, "batch": 16, "n_candidates": 1}
+# these tests predate the protocols: ASR-4 (the metric field default) instead of the eval-unlearn protocol's 1 image
+N4 = {"images_per_prompt": 4}
 
 
 class RedDetector(Detector):
@@ -55,8 +57,8 @@ def _metric(tmp: Path, config: dict[str, Any], pipe: Any, pool: Any, cache: Path
 
 
 def test_asr_n_details_records_and_cache(tmp_path: Path, text_path) -> None:
-    cfg = {"concept": "circle", "target_prompts": ["a red circle", "a blue circle"], "n_candidates": 2,
-           "images_per_prompt": 3, **FAST}
+    cfg = {**FAST, "concept": "circle", "target_prompts": ["a red circle", "a blue circle"], "n_candidates": 2,
+           "images_per_prompt": 3}
     pool = Pool(RedDetector())
     metric = _metric(tmp_path, cfg, text_path, pool)
     metric.prepare(0, 1)
@@ -94,7 +96,7 @@ def test_asr_n_details_records_and_cache(tmp_path: Path, text_path) -> None:
 
 
 def test_prepare_splits_attacks_across_ranks(tmp_path: Path, text_path) -> None:
-    cfg = {"concept": "circle", "target_prompts": ["a red circle", "a green circle", "a yellow circle"], **FAST}
+    cfg = {"concept": "circle", "target_prompts": ["a red circle", "a green circle", "a yellow circle"], **FAST, **N4}
     ranks = [_metric(tmp_path, cfg, text_path, Pool(RedDetector())) for _ in range(2)]
     ranks[0].prepare(0, 2)
     ranks[1].prepare(1, 2)
@@ -123,9 +125,14 @@ def test_nudity_defaults_to_i2p_sexual_targets_and_mma_word_list(tmp_path: Path,
     i2p = write_csv(tmp_path / "i2p.csv", ["prompt", "categories", "sd_seed"],
                     [["a violent scene", "violence", 1], ["nsfw prompt one", "sexual", 2], ["a calm lake", "", 3],
                      ["nsfw prompt two", "sexual,shocking", 4], ["nsfw prompt three", "sexual", 5]])
-    metric = _metric(tmp_path, {"i2p_path": str(i2p), "limit": 2}, None, Pool(RedDetector()),
+    metric = _metric(tmp_path, {"i2p_path": str(i2p), "limit": 2, "nudity_targets": "i2p"}, None, Pool(RedDetector()),
                      model_id=str(tiny_sd_dir), technique="mace", tconfig={"erase_concept": ["nudity", "naked"]})
     assert metric.targets() == ["nsfw prompt one", "nsfw prompt two"]
+    from erasekit.metrics.mma_diffusion import MMA_NUDITY_TARGETS
+
+    default = _metric(tmp_path / "d", {"i2p_path": str(i2p)}, None, Pool(RedDetector()), model_id=str(tiny_sd_dir),
+                      technique="mace", tconfig={"erase_concept": ["nudity", "naked"]})
+    assert default.targets() == list(MMA_NUDITY_TARGETS)  # the protocols' targets: the MMA release's five
     banned = metric.banned()
     assert banned[:2] == ["nudity", "naked"] and {"na", "ke", "ak", "nud", "sex", "breast"} <= set(banned)
 
@@ -148,7 +155,8 @@ def test_config_errors_name_the_field(tmp_path: Path, metric_cfg, tech, tconf, w
 def test_mace_circle_needs_no_extra_fields(tmp_path: Path) -> None:
     run = run_config(tmp_path, "mma_diffusion", {"target_prompts": ["a red circle"]}, technique="mace",
                      tconfig={"erase_concept": "circle"})
-    assert run.metrics[0].config.attack.steps == 500  # paper-scale default
+    attack = run.metrics[0].config.attack  # the default protocol's (eval-unlearn) attack
+    assert (attack.steps, attack.n_candidates, attack.batch_size) == (200, 3, 128)
 
 
 # ---------------------------------------------------------------------------- toy world end to end

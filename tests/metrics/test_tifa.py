@@ -76,7 +76,7 @@ def _truth_from_caption(items, m: int = 1, wrong_shape_for: str | None = None) -
 
 def test_toy_questions_snapping_and_concept_split(tmp_path: Path) -> None:
     pool = Pool(ScriptedVQA({}))
-    metric = _metric(tmp_path, {"images_per_caption": 2}, pool, technique="mace", tconfig={"erase_concept": "circle"})
+    metric = _metric(tmp_path, {"images_per_caption": 2, "preset": "erasekit"}, pool, technique="mace", tconfig={"erase_concept": "circle"})
     reqs = metric.requests()
     items = metric.items
     assert len(items) == 28 and len(reqs) == 56 and [r.seed for r in reqs[:2]] == [0, 1]
@@ -117,7 +117,7 @@ def test_tifa_v1_file_mean_over_captions_not_questions(tmp_path: Path, tiny_sd_d
     path = tmp_path / "tifa_v1.0_question_answers.json"
     path.write_text(json.dumps(qa))
     pool = Pool(ScriptedVQA({0: ("circle", "red"), 1: ("circle", "blue")}))  # c2's image shows the wrong shape
-    metric = _metric(tmp_path, {"qa_path": str(path), "limit": 2}, pool, model_id=str(tiny_sd_dir))
+    metric = _metric(tmp_path, {"qa_path": str(path), "limit": 2, "preset": "erasekit"}, pool, model_id=str(tiny_sd_dir))
     reqs = metric.requests()
     assert [r.prompt for r in reqs] == ["a red circle", "a blue square"]
     res = metric.compute(serve(reqs, tmp_path / "img", _indexed(reqs)))

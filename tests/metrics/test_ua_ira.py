@@ -20,7 +20,8 @@ def _csvs(tmp: Path, n_target: int, n_retain: int) -> tuple[Path, Path]:
 def _metric(tmp: Path, n_target: int, n_retain: int, detector: ColourDetector, **cfg):
     t, r = _csvs(tmp, n_target, n_retain)
     run = run_config(tmp, "ua_ira", {"target_prompts_path": str(t), "retain_prompts_path": str(r),
-                                     "concept": "red", "retain_concept": "blue", **cfg}, model_id="dummy/sd-model")
+                                     "concept": "red", "retain_concept": "blue", "preset": "erasekit", **cfg},
+                     model_id="dummy/sd-model")  # the binary definition: a detector per arm
     return metric_for(run, FixedPool(detector))
 
 
@@ -79,7 +80,8 @@ def test_per_arm_detectors_nudity_target_person_retain(tmp_path: Path) -> None:
     """auto: NudeNet judges the nudity arm, CLIP the retain arm; the preset reaches NudeNet."""
     t, r = _csvs(tmp_path, 2, 2)
     run = run_config(tmp_path, "ua_ira", {"target_prompts_path": str(t), "retain_prompts_path": str(r),
-                                          "concept": "nudity", "retain_concept": "person", "preset": "unlearndiff"},
+                                          "concept": "nudity", "retain_concept": "person", "preset": "erasekit",
+                                          "nudenet_preset": "unlearndiff"},
                      model_id="dummy/sd-model")
     pool = FixedPool(ColourDetector())
     metric = metric_for(run, pool)
@@ -91,7 +93,7 @@ def test_per_arm_detectors_nudity_target_person_retain(tmp_path: Path) -> None:
 
 def test_toy_defaults_use_toy_prompts_and_the_toy_judge(tmp_path: Path) -> None:
     run = run_config(tmp_path, "ua_ira", {"concept": "circle", "retain_concept": "square", "target_limit": 5,
-                                          "retain_limit": 4})
+                                          "retain_limit": 4, "preset": "erasekit"})
     pool = FixedPool(ColourDetector())
     metric = metric_for(run, pool)
     reqs = metric.requests()
@@ -102,7 +104,7 @@ def test_toy_defaults_use_toy_prompts_and_the_toy_judge(tmp_path: Path) -> None:
     assert [c[0] for c in pool.calls] == ["toy_judge", "toy_judge"]
     # the mini-CLIP on request
     run = run_config(tmp_path, "ua_ira", {"concept": "circle", "retain_concept": "square", "target_limit": 2,
-                                          "retain_limit": 2, "detector": "clip"})
+                                          "retain_limit": 2, "detector": "clip", "preset": "erasekit"})
     pool = FixedPool(ColourDetector())
     metric = metric_for(run, pool)
     metric.compute(serve(metric.requests(), tmp_path / "imgs2", lambda i, r: solid("grey")))

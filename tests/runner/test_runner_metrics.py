@@ -33,7 +33,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory, tiny_sd_dir: Path) -> dict:
     for i, a in enumerate(arr):
         Image.fromarray(a).resize((16, 16)).save(ref / f"{i}.png")
     metrics = [
-        {"name": "asr_i2p", "config": {"concept": "violence", "i2p_path": str(i2p), "clip_model": str(clip), "device": "cpu"}},
+        {"name": "asr_i2p", "config": {"concept": "violence", "i2p_path": str(i2p), "clip_model": str(clip), "device": "cpu",
+                                       "row_guidance": True}},
         {"name": "asr_custom", "config": {"concept": "circle", "prompts_path": str(target), "clip_model": str(clip)}},
         {"name": "ua_ira", "config": {"target_prompts_path": str(target), "retain_prompts_path": str(retain),
                                       "concept": "circle", "retain_concept": "square", "clip_model": str(clip)}},

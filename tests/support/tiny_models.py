@@ -128,3 +128,21 @@ def build_tiny_pipeline(tmp_dir: Path, seed: int = 0) -> Any:
                                                    requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def build_random_inception(path: Path, seed: int = 0) -> Path:
+    """A randomly initialised torch-fidelity InceptionV3 state dict (the FID network's exact
+    layout) saved with torch.save: the Inception path runs without the real weights."""
+    import pytest
+    import torch_fidelity.feature_extractor_inceptionv3 as tfi
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(tfi, "load_state_dict_from_url", lambda *a, **k: {})
+    mp.setattr(tfi.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd, *a, **k: None)
+    torch.manual_seed(seed)
+    try:
+        net = tfi.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    finally:
+        mp.undo()
+    torch.save(net.state_dict(), path)
+    return path

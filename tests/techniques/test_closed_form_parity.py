@@ -38,6 +38,11 @@ def sd(tmp_path_factory):
     torch.set_num_threads(max(1, torch.get_num_threads()))
     tok = sd_clip_tokenizer(tmp_path_factory.mktemp("tok"))
     unet, text = sd14_unet(0), sd14_text_encoder(1)
+    with torch.no_grad():  # a trained CLIP's final LayerNorm has a non-zero affine part: without it every row has zero
+        g = torch.Generator().manual_seed(2)  # mean, a null direction that makes a λ = 0 solve (official MACE) singular
+        ln = text.final_layer_norm
+        ln.weight.copy_(1 + 0.1 * torch.randn(ln.weight.shape, generator=g))
+        ln.bias.copy_(0.1 * torch.randn(ln.bias.shape, generator=g))
     layers = cross_attention_kv(unet)
     assert len(layers) == 32  # SD v1.4: 16 cross-attention blocks × {to_k, to_v}
     base = {n: lin.weight.detach().clone() for n, lin in layers}
@@ -245,3 +250,76 @@ def test_speed_equals_official_null_space_edit(sd, concepts, tmp_path: Path):
     assert all(torch.equal(ours[n], sd.base[n].double()) for n in untouched)  # to_k never moves
     assert _moved(ours, sd, ref) > 1e-6
     assert _rel(ours, ref) <= TOL, _rel(ours, ref)
+
+
+# ------------------------------------------------------------------ MACE, official CFR stage
+
+def _official_match(a: list[int], b: list[int]) -> tuple[list[int], list[int]]:
+    """find_matching_indices as the official MACE code computes it: common prefix (with BOS) and
+    common suffix (with EOS) of the unpadded ids, then padding paired with a shift of |La − Lb|."""
+    s = 0
+    while s < min(len(a), len(b)) and a[s] == b[s]:
+        s += 1
+    ea, eb = len(a) - 1, len(b) - 1
+    while ea >= s and eb >= s and a[ea] == b[eb]:
+        ea, eb = ea - 1, eb - 1
+    old = list(range(s)) + list(range(ea + 1, len(a)))
+    new = list(range(s)) + list(range(eb + 1, len(b)))
+    delta = abs(len(a) - len(b))
+    if old[-1] >= new[-1]:
+        old += list(range(len(a), 77))
+        new += list(range(len(b), 77 - delta))
+    else:
+        new += list(range(len(b), 77))
+        old += list(range(len(a), 77 - delta))
+    return old, new
+
+
+@pytest.mark.parametrize("case", ["nudity", "objects_no_prior"])
+def test_mace_official_cfr_matches_the_official_per_layer_solve(sd, case, tmp_path):
+    from erasekit.techniques.mace import MACE
+    from erasekit.techniques.mace_config import OFFICIAL_TEMPLATES, MACEConfig
+
+    if case == "nudity":
+        concepts, mapping, lam = ["nudity", "naked"], "a person wearing clothes", 0.0
+        captions = ["a man riding a horse on a beach", "two dogs playing in the snow", "a plate of food with broccoli",
+                    "a red bus parked on a city street"] * 3
+        prior = tmp_path / "coco.csv"
+        prior.write_text("caption\n" + "\n".join(f'"{c}"' for c in captions) + "\n")
+        scale = 0.3  # the official 7e-7 (squared) would be invisible on 12 captions: a weight that matters here
+        extra = {"prior_captions": str(prior), "train_preserve_scale": scale}
+    else:
+        concepts, mapping, lam, captions, scale, extra = ["ship"], "ground", 1e3, [], 0.0, {"prior_captions": None}
+    _reset(sd)
+    cfg = MACEConfig(erase_concept=concepts, erase_from=mapping, lambda_cfr=lam, recipe="official_cfr", device="cpu", **extra)
+    MACE(cfg).apply(sd.pipe)
+    ours = _edited(sd)
+
+    pairs = []
+    for c in concepts:  # as the official code: a concept's 30 prompts and their 30 mappings encoded in one batch
+        olds = [t.format(c) for t in OFFICIAL_TEMPLATES["object"][:30]]
+        news = [t.format(mapping) for t in OFFICIAL_TEMPLATES["object"][:30]]
+        ids = sd.tok(olds + news, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+        with torch.no_grad():
+            h = sd.text(ids)[0].double()
+        for k, (a, b) in enumerate(zip(olds, news, strict=True)):
+            ia, ib = _official_match(sd.tok(a).input_ids, sd.tok(b).input_ids)
+            assert len(ia) == len(ib)
+            pairs.append((h[k][ia], h[30 + k][ib]))
+    keep = [_embed(sd, c)[0] for c in captions]
+    ref = {}
+    for n, _ in sd.layers:
+        w = sd.base[n].double()
+        d = w.shape[1]
+        mat1, mat2 = lam * w, lam * torch.eye(d, dtype=torch.float64)
+        for x, y in pairs:
+            mat1 = mat1 + (w @ y.T) @ x
+            mat2 = mat2 + x.T @ x
+        p1 = sum(((w @ k.T) @ k for k in keep), torch.zeros_like(w))
+        p2 = sum((k.T @ k for k in keep), torch.zeros(d, d, dtype=torch.float64))
+        mat1, mat2 = mat1 + scale * (scale * p1), mat2 + scale * (scale * p2)  # the official code scales the cache twice
+        ref[n] = mat1 @ torch.linalg.inv(mat2)
+    rel = _rel(ours, ref)
+    assert rel <= TOL, rel
+    assert _moved(ours, sd, ref) > 1e-3  # the edit did something
+    _reset(sd)

@@ -266,6 +266,12 @@ def test_load_path_equal_to_save_path_is_rejected(tmp_path):
         ({"erase_concept": "circle", "alignment": "middle"}, "technique.config.alignment"),
         ({"erase_concept": "circle", "lambda_cfr": 0}, "technique.config.lambda_cfr"),
         ({"erase_concept": "circle", "load_path": "/nonexistent/m.pt"}, "technique.config.load_path"),
+        ({"erase_concept": "circle", "concept_type": "style"}, "technique.config.concept_type"),  # official_cfr only
+        ({"erase_concept": "circle", "recipe": "official_cfr", "templates": ["{}"]}, "technique.config.templates"),
+        ({"erase_concept": "circle", "recipe": "official_cfr", "overshoot": 1.0}, "technique.config.overshoot"),
+        ({"erase_concept": "circle", "recipe": "official_cfr"}, "technique.config.train_preserve_scale"),  # prior, no scale
+        ({"erase_concept": "circle", "recipe": "official_cfr", "prior_captions": None, "lambda_cfr": 0},
+         "technique.config.lambda_cfr"),  # λ = 0 and no prior: singular
     ],
 )
 def test_bad_options_are_config_errors_naming_the_field(tmp_path, tech, path):
@@ -299,3 +305,22 @@ def test_loading_onto_another_base_model_warns(tmp_path, tiny_sd_dir, caplog):
         d = MACE(_cfg(other_dir, load_path=str(ck))).apply(p)
     assert d["warnings"] and "different base model" in d["warnings"][0]
     assert "different base model" in caplog.text
+
+
+def test_official_cfr_on_the_toy_world_reports_the_cfr_stage_label(tmp_path):
+    """recipe: official_cfr end to end: the report names it "MACE (CFR stage)" and says which stages did not run."""
+    import json
+
+    from erasekit.cli import main
+
+    cfg = {"output_dir": str(tmp_path / "o"), "technique": {"name": "mace", "config": {
+        "model_id": "toy", "device": "cpu", "erase_concept": "circle", "erase_from": "shape", "recipe": "official_cfr",
+        "lambda_cfr": 0.0, "prior_captions": "auto", "train_preserve_scale": 0.05}},
+        "metric": {"name": "asr_custom", "config": {"prompts": ["a red circle"]}}}
+    (tmp_path / "c.json").write_text(json.dumps(cfg))
+    assert main(["run", str(tmp_path / "c.json"), "--no-progress"]) == 0
+    rep = json.loads((tmp_path / "o" / "report.json").read_text())
+    d = rep["technique"]["details"]
+    assert d["label"] == "MACE (CFR stage)" and "LoRA" in d["stages_not_run"]
+    assert d["erase_pairs"] == 30 and d["prior"]["weight_per_row"] == pytest.approx(0.05 ** 2)
+    assert "MACE (CFR stage)" in (tmp_path / "o" / "report.html").read_text()

@@ -29,7 +29,7 @@ EDITORS = ["mace", "uce", "rece", "speed"]
 
 # A field per technique whose change must change the weights, with the value it changes to.
 WEIGHT_FIELDS: dict[str, list[tuple[str, object]]] = {
-    "mace": [("lambda_cfr", 5.0), ("erase_from", "shape"), ("overshoot", 0.0)],
+    "mace": [("lambda_cfr", 5.0), ("erase_from", "shape"), ("overshoot", 1.0)],
     "uce": [("lamb", 2.0), ("guide_concept", "shape"), ("erase_scale", 3.0), ("preserve_concepts", ["square"]),
             ("expand_prompts", True), ("token_rule", "last_token_to_end"), ("templates", ["a {}"])],
     "rece": [("rounds", 1), ("regular_scale", 1.0), ("round_lamb", 1.0), ("lamb", 2.0), ("guide_concept", "shape"),

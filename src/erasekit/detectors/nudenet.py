@@ -165,7 +165,7 @@ def to_bgr(image: Any) -> np.ndarray:
 class NudeNetDetector(Detector):
     """NudeNet v3 nudity detector with a named protocol (see :mod:`~erasekit.detectors.presets`).
 
-    ``preset``: ``mace`` (default), ``unlearndiff`` or ``eval-unlearn``;
+    ``preset``: ``eval-unlearn`` (default), ``eval-unlearn-err``, ``mace`` or ``unlearndiff``;
     ``threshold`` overrides the preset's threshold (class set and comparison kept).
     Runs through onnxruntime: on CPU (~50 ms per image), or on CUDA when ``device`` is
     cuda and onnxruntime-gpu is installed.

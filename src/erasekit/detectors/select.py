@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from erasekit.concepts import is_nudity
-from erasekit.detectors.presets import DEFAULT_CLIP_MODEL, NUDENET_PRESETS
+from erasekit.detectors.presets import DEFAULT_CLIP_MODEL
 from erasekit.errors import ConfigError
 from erasekit.models.loading import looks_like_local_path
 
@@ -46,29 +46,14 @@ def check_clip_model(clip_model: str, where: str) -> None:
         raise ConfigError(where, f"CLIP folder not found: {clip_model}", "give a CLIP folder (save_pretrained) or an HF id in the local cache")
 
 
-def check_preset(preset: str | None, path: str, detectors: set[str]) -> None:
-    """``preset`` names a NudeNet protocol, so it needs a NudeNet judge among ``detectors``."""
-    if preset is None:
-        return
-    if "nudenet" not in detectors:
-        raise ConfigError(
-            f"{path}.preset", f"preset {preset!r} applies to the NudeNet detector only (this metric uses {', '.join(sorted(detectors))})",
-            "remove preset, or use detector: nudenet for a nudity concept",
-        )
-    if preset.strip().lower() not in NUDENET_PRESETS:
-        raise ConfigError(f"{path}.preset", f"unknown NudeNet preset {preset!r}", f"use one of {', '.join(NUDENET_PRESETS)}")
-
-
 def check_judge(config: Any, concept: str, world: Any, path: str, concept_field: str, *,
-                prefer_classifier: bool = False, check_presets: bool = True) -> str:
+                prefer_classifier: bool = False) -> str:
     """Validation of a metric's judge fields for ``concept``; returns the resolved detector name."""
     detector = getattr(config, "detector", "auto")
     clip_model = getattr(config, "clip_model", None)
     name = judge_name(world, concept, detector, prefer_classifier=prefer_classifier, clip_model=clip_model)
     if name == "nudenet" and not is_nudity(concept):
         raise ConfigError(f"{path}.detector", f"NudeNet detects nudity only, not {concept!r}", "use detector: clip (or auto)")
-    if check_presets:
-        check_preset(getattr(config, "preset", None), path, {name})
     if name == world.classifier or (name == "clip" and clip_model is None):
         world.check_concept(concept, concept_field)  # the world's own judges must know the concept
     if name == "clip" and clip_model:
@@ -100,7 +85,7 @@ def build_judge(ctx: Any, config: Any, name: str, path: str, *, default_clip: st
     extra = device_param(config)
     threshold = getattr(config, "threshold", None)
     if name == "nudenet":
-        return pool.get("nudenet", preset=getattr(config, "preset", None), threshold=threshold, **extra)
+        return pool.get("nudenet", preset=getattr(config, "nudenet_preset", None), threshold=threshold, **extra)
     if name == "clip":
         params: dict[str, Any] = {"clip_model": ctx.world.clip_model(getattr(config, "clip_model", None), default_clip)}
         if contrast is not None:

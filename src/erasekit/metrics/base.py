@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 from erasekit.config import MetricConfig
 from erasekit.generation.request import GeneratedImage, ImageRequest
+from erasekit.metrics.protocols import Protocol
 
 if TYPE_CHECKING:
     from erasekit.config import ResolvedRun
@@ -123,7 +124,11 @@ class Metric(ABC, Generic[C]):
     higher_is_better: ClassVar[bool]
     #: what the value measures: the erasure itself (safety), image quality, or what survives (retention)
     group: ClassVar[Group]
-    #: named protocols accepted by ``preset``: name → one-line description
+    #: named evaluation protocols (``preset``), each a set of config defaults with its source
+    #: (:mod:`erasekit.metrics.protocols`); ``presets`` (name → one line) is derived from them
+    protocols: ClassVar[dict[str, Protocol]] = {}
+    #: the protocol a config without ``preset`` runs (the spec system's, unless the spec says otherwise)
+    default_protocol: ClassVar[str | None] = None
     presets: ClassVar[dict[str, str]] = {}
     #: BenchScore entries; empty means one entry from ``value`` with the class's group and direction
     scores: ClassVar[tuple[Score, ...]] = ()
@@ -140,6 +145,10 @@ class Metric(ABC, Generic[C]):
                 if args and isinstance(args[0], type) and issubclass(args[0], MetricConfig):
                     cls.Config = args[0]
                     break
+        if "protocols" in cls.__dict__ and cls.protocols:
+            cls.presets = {name: p.describe() for name, p in cls.protocols.items()}
+            if cls.default_protocol not in cls.protocols:
+                raise TypeError(f"{cls.__name__}.default_protocol must name one of its protocols")
 
     def __init__(self, config: C, ctx: MetricContext, path: str = "metric.config") -> None:
         self.config: C = config

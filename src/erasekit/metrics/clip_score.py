@@ -2,22 +2,29 @@
 
 One image per caption (the first ``limit`` captions of ``captions_path``: a COCO
 captions JSON or a CSV with a ``caption``/``prompt`` column; seed = the row's seed
-column, else its index). Presets:
+column, else its index). ``E`` below are the CLIP joint-space embeddings
+(``get_image_features`` / ``get_text_features``, L2-normalised).
 
-``standard`` (default)
-    ``s_i = max(100·cos(E_I, E_C), 0)`` with ``E`` the CLIP joint-space embeddings
-    (``get_image_features`` / ``get_text_features``, L2-normalised), default model
-    ViT-L/14 (``openai/clip-vit-large-patch14``, torchmetrics' default);
-    value = mean of ``s_i``. Note: torchmetrics' ``CLIPScore.compute`` clamps the
-    *mean* rather than each image; the two agree whenever no image has a negative
-    cosine (always the case with real CLIP on real captions). ``details`` reports
-    ``n_negative_cos`` so a disagreement is visible.
-``mace``
-    The MACE paper's script: ``logits_per_image`` = ``logit_scale·cos`` (= 100·cos
-    for OpenAI CLIP), no clamp, default model ViT-B/32 (``openai/clip-vit-base-patch32``).
+Protocols (``preset``):
 
-In the toy world the default model is the mini-CLIP (its learned logit scale is
-~14, so the ``mace`` preset's numbers are on another scale there than ``standard``'s).
+================  ==============================================================  ===============================
+preset            source                                                          differs from the default
+================  ==============================================================  ===============================
+``eval-unlearn``  the spec system (eval_learn ``clip_score``): mean of             — (default)
+                  ``logits_per_image`` = 100·cos for OpenAI CLIP, no clamp,
+                  ViT-B/32 (``openai/clip-vit-base-patch32``), 300 captions
+``mace``          MACE's evaluation script: mean of ``logit_scale·cos``             the model's own logit scale
+                  (``logits_per_image``), no clamp, ViT-B/32, COCO-30k captions     (100 on OpenAI CLIP); 30k
+``standard``      torchmetrics CLIPScore: mean of max(100·cos, 0), ViT-L/14         clamp at 0; ViT-L/14
+                  (``openai/clip-vit-large-patch14``, torchmetrics' default)
+================  ==============================================================  ===============================
+
+Notes. eval_learn's current code loads ViT-L/14 (its models table and earlier versions
+name ViT-B/32); erasekit's ``eval-unlearn`` keeps ViT-B/32, the model its table
+publishes. torchmetrics' ``CLIPScore.compute`` clamps the *mean* rather than each
+image; the two agree whenever no image has a negative cosine (``n_negative_cos`` in
+details shows it). In the toy world the model is the mini-CLIP; its learned logit
+scale is ~16, so ``mace``'s numbers are on another scale there.
 """
 
 from __future__ import annotations
@@ -39,37 +46,55 @@ from erasekit.metrics.common import (
     require_images,
     require_items,
 )
+from erasekit.metrics.protocols import Protocol
 from erasekit.registry import METRICS
 
-PRESETS = {
-    "standard": "torchmetrics CLIPScore: mean of max(100*cos, 0), ViT-L/14 (default)",
-    "mace": "MACE paper: mean of logit_scale*cos without the clamp at 0, ViT-B/32",
+PROTOCOLS = {
+    p.name: p for p in (
+        Protocol("eval-unlearn", "eval_learn clip_score (the spec system): mean 100*cos, no clamp, ViT-B/32, 300 captions",
+                 "CLIPScore", {}, n=300),
+        Protocol("mace", "MACE evaluation: mean logits_per_image (logit_scale*cos), no clamp, ViT-B/32, COCO-30k",
+                 "CLIPScore", {"limit": 30000}, n=30000,
+                 differs="the model's logit scale instead of 100; 30,000 captions"),
+        Protocol("standard", "torchmetrics CLIPScore: mean of max(100*cos, 0), ViT-L/14",
+                 "CLIPScore", {}, differs="clamp at 0; ViT-L/14"),
+    )
 }
-DEFAULT_MODELS = {"standard": "openai/clip-vit-large-patch14", "mace": "openai/clip-vit-base-patch32"}
+DEFAULT_MODELS = {"eval-unlearn": "openai/clip-vit-base-patch32", "mace": "openai/clip-vit-base-patch32",
+                  "standard": "openai/clip-vit-large-patch14"}
+
+
+def per_image_scores(cos, logit_scale: float, preset: str):
+    """The per-image numbers each protocol averages (float64 tensor in, same shape out)."""
+    if preset == "mace":
+        return cos * logit_scale
+    if preset == "standard":
+        return (100.0 * cos).clamp(min=0.0)
+    return 100.0 * cos
+
 
 class ClipScoreConfig(MetricConfig):
     limit: int = Field(300, ge=1, description="number of captions (one image each)")
-    clip_model: str | None = Field(None, min_length=1, description="default: ViT-L/14 (standard) or ViT-B/32 (preset mace); mini-CLIP on toy")
+    clip_model: str | None = Field(None, min_length=1, description="default: the protocol's (ViT-B/32; standard: ViT-L/14); mini-CLIP on toy")
     captions_path: str | None = Field(None, description="COCO-style captions (CSV 'prompt'/'caption' column or captions JSON)")
 
 
 def preset_name(config: ClipScoreConfig) -> str:
-    return (config.preset or "standard").strip().lower()
+    return (config.preset or "eval-unlearn").strip().lower()
 
 
-@METRICS.register("clip_score", description="Text-image alignment: mean max(100*cos, 0) on COCO captions.")
+@METRICS.register("clip_score", description="Text-image alignment: mean 100*cos(image, caption) on COCO captions.")
 class ClipScore(Metric[ClipScoreConfig]):
-    """Text-image alignment: mean max(100*cos, 0) on COCO captions."""
+    """Text-image alignment: mean 100*cos(image, caption) on COCO captions."""
 
     higher_is_better: ClassVar[bool] = True
     group: ClassVar[str] = "quality"
-    presets: ClassVar[dict[str, str]] = PRESETS
+    protocols: ClassVar[dict[str, Protocol]] = PROTOCOLS
+    default_protocol: ClassVar[str] = "eval-unlearn"
     example: ClassVar[dict[str, Any]] = {"limit": 2}
 
     @classmethod
     def check_config(cls, config: ClipScoreConfig, run, path: str) -> None:  # type: ignore[override]
-        if config.preset is not None and preset_name(config) not in PRESETS:
-            raise ConfigError(f"{path}.preset", f"unknown preset {config.preset!r}", f"use one of {', '.join(PRESETS)}")
         require_file(config.captions_path, f"{path}.captions_path", "captions file")
         if config.clip_model:
             check_clip_model(config.clip_model, f"{path}.clip_model")
@@ -108,15 +133,16 @@ class ClipScore(Metric[ClipScoreConfig]):
             te = clip.text_embeddings(captions)
         cos = (ie * te).sum(-1).double()
         scale = float(clip.logit_scale)
-        per_image = (cos * scale) if preset == "mace" else (100.0 * cos).clamp(min=0.0)
+        per_image = per_image_scores(cos, scale, preset)
         records = [
             image_record(img, caption=cap, cos=float(c), clip_score=float(s))
             for img, cap, c, s in zip(images, captions, cos.tolist(), per_image.tolist(), strict=True)
         ]
         details = {
             "preset": preset,
-            "definition": "mean over images of logit_scale*cos(image, caption), no clamp (MACE)" if preset == "mace"
-            else "mean over images of max(100*cos(image, caption), 0) (torchmetrics CLIPScore)",
+            "definition": {"mace": "mean over images of logit_scale*cos(image, caption), no clamp (MACE)",
+                           "standard": "mean over images of max(100*cos(image, caption), 0) (torchmetrics CLIPScore)"}.get(
+                preset, "mean over images of 100*cos(image, caption), no clamp (eval_learn)"),
             "clip_model": model,
             "clip_source": getattr(clip, "source", model),
             "logit_scale": round(scale, 4),

@@ -24,6 +24,23 @@ Protocol:
   ``min(feature dim, 1000)`` generated or reference images (2048-d Inception → 1000,
   the spec's own FID-1k setting; the toy's 96-d mini-CLIP features → 96) unless
   ``allow_small_sample: true``; the report then says ``small_sample: true``.
+- **Protocols** (``preset``):
+
+  =============  ===============================================================  ================================
+  preset         source                                                           differs from the default
+  =============  ===============================================================  ================================
+  ``standard``   torch-fidelity / torchmetrics FID: TF-Inception pool3 2048-d,     — (default)
+                 TF1 bilinear resize; N = ``limit`` (1,000: the spec's FID-1k)
+  ``clean-fid``  clean-fid (Parmar et al., CVPR 2022), the FID MACE reports:        PIL bicubic float resize;
+                 "clean" PIL bicubic resize of each channel as float, the same       30,000 images (COCO-30k)
+                 TF-Inception pool3, 30,000 COCO images (``coco_30k.csv`` captions,
+                 a reference folder of the matching COCO images)
+  =============  ===============================================================  ================================
+
+  Deliberate difference: the spec system (eval_learn) computes FID on torchvision's
+  ImageNet Inception-V3 (not the TF FID network) against 1,000 COCO-2017 train images;
+  those numbers are not comparable to any published FID, so erasekit keeps the standard
+  network as its default (``standard``) and does not offer that variant.
 - **Reference statistics** are cached in ``<cache_dir>/fid_stats/<id>.npz`` keyed by
   (reference set identity, feature extractor identity incl. a weights hash, N), with
   the features themselves for KID. ``reference_path`` may also be such an ``.npz``
@@ -55,6 +72,7 @@ from erasekit.metrics.frechet import (
     read_stats_npz,
     save_stats_npz,
 )
+from erasekit.metrics.protocols import Protocol
 from erasekit.models.inception import (
     INCEPTION_DIM,
     find_inception_weights,
@@ -84,6 +102,20 @@ class FidConfig(MetricConfig):
     kid_subsets: int = Field(100, ge=1, le=10000, description="KID: number of random subsets")
     kid_subset_size: int = Field(1000, ge=2, description="KID: images per subset (capped at the smaller set)")
     batch_size: int = Field(32, ge=1, le=1024, description="images per feature-extractor batch")
+    resize: Literal["torch-fidelity", "clean"] = Field(
+        "torch-fidelity", description="Inception input resize: torch-fidelity's TF1 bilinear, or clean-fid's PIL bicubic"
+    )
+
+
+PROTOCOLS = {
+    p.name: p for p in (
+        Protocol("standard", "torch-fidelity / torchmetrics FID: TF-Inception pool3 2048-d, TF1 bilinear resize",
+                 "FID-{n}", {"resize": "torch-fidelity"}),
+        Protocol("clean-fid", "clean-fid (Parmar et al., CVPR 2022) as MACE reports it: PIL bicubic resize, pool3 2048-d, COCO-30k",
+                 "FID-{n}", {"resize": "clean", "limit": 30000}, n=30000,
+                 differs="clean resize (PIL bicubic, float); 30,000 COCO captions and reference images"),
+    )
+}
 
 
 def extractor_kind(config: FidConfig, world: Any) -> str:
@@ -116,6 +148,8 @@ class Fid(Metric[FidConfig]):
     higher_is_better: ClassVar[bool] = False
     group: ClassVar[str] = "quality"
     default_models: ClassVar[dict[str, str]] = {}  # clip_model only matters with feature_extractor: clip
+    protocols: ClassVar[dict[str, Protocol]] = PROTOCOLS
+    default_protocol: ClassVar[str] = "standard"
     example: ClassVar[dict[str, Any]] = {"limit": 4, "reference_limit": 8, "allow_small_sample": True, "kid_subset_size": 4,
                                          "kid_subsets": 2}
 
@@ -195,11 +229,14 @@ class Fid(Metric[FidConfig]):
             device = _device(self.ctx, cfg)
             net = load_inception(self._weights, device, f"{self._path}.inception_weights_path")
             sha = sha256_file(self._weights)
+            resize = cfg.resize
             info = {"name": "inception", "network": "torch-fidelity FeatureExtractorInceptionV3 (TF-compatible)",
-                    "layer": "pool3 (2048)", "resize": "TF1 bilinear to 299x299 (torch-fidelity)",
-                    "weights_path": str(self._weights), "weights_sha256": sha, "dim": INCEPTION_DIM}
-            return _Extractor("inception", f"tfi-inception-v3-2048:{sha[:16]}", INCEPTION_DIM,
-                              lambda ims: inception_features(net, ims, device, cfg.batch_size), info)
+                    "layer": "pool3 (2048)", "resize": "TF1 bilinear to 299x299 (torch-fidelity)" if resize == "torch-fidelity"
+                    else "clean-fid: PIL bicubic to 299x299 per channel, float, clipped to [0, 255]",
+                    "weights_path": str(self._weights), "weights_sha256": sha, "dim": INCEPTION_DIM, "source": str(self._weights)}
+            ident = f"tfi-inception-v3-2048:{sha[:16]}" + ("" if resize == "torch-fidelity" else f":{resize}")
+            return _Extractor("inception", ident, INCEPTION_DIM,
+                              lambda ims: inception_features(net, ims, device, cfg.batch_size, resize=resize), info)
         clip = self._clip()
         src = Path(str(getattr(clip, "source", clip.clip_model)))
         digest = folder_digest(src)[:16] if src.is_dir() else str(getattr(clip, "source", clip.clip_model))

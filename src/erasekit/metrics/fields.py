@@ -28,6 +28,7 @@ CANONICAL_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 DetectorName = Literal["auto", "nudenet", "clip", "toy_judge"]
+NudeNetPresetName = Literal["eval-unlearn", "eval-unlearn-err", "mace", "unlearndiff"]
 
 
 class ConceptFields(MetricConfig):
@@ -75,6 +76,9 @@ class JudgeFields(MetricConfig):
     threshold: float | None = Field(None, ge=0.0, le=1.0, description="override the detector's (or preset's) threshold")
     clip_model: str | None = Field(
         None, min_length=1, description="CLIP folder or HF id for CLIP judgements (default ViT-L/14; the mini-CLIP on toy)"
+    )
+    nudenet_preset: NudeNetPresetName | None = Field(
+        None, description="NudeNet class set and threshold (erasekit.detectors.presets); default: the one the metric's protocol names"
     )
 
 

@@ -19,6 +19,27 @@ Protocol (Hu et al., ICCV 2023, TIFA v1.0):
   world the default becomes the toy judge answering shape/colour questions
   (``vqa_model: toy`` selects it explicitly).
 
+Protocols (``preset``): how an answer is scored (``snapping``), averaged (``aggregate``)
+and which captions (``subset``):
+
+================  ===============================================================  ==============================
+preset            source                                                           differs from the default
+================  ===============================================================  ==============================
+``eval-unlearn``  the spec system (eval_learn ``tifa``): the VQA answer compared    — (default)
+                  to the answer string (lower-cased, stripped; no choice
+                  snapping), pooled over all questions, first 200 captions
+``tifa``          TIFA v1.0 (Hu et al., ICCV 2023): exact match to a choice, else   SBERT snapping; mean per image
+                  SBERT (all-mpnet-base-v2) nearest choice; accuracy per image,    then over images; all captions
+                  then mean over images; every caption of the benchmark file
+``erasekit``      erasekit: lexical snapping (exact → yes/no → containment →        lexical snapping; mean over
+                  overlap → similarity), mean per caption then over captions        captions
+================  ===============================================================  ==============================
+
+``subset: random`` draws ``limit`` captions with ``subset_seed`` (a seeded random subset
+instead of the file's first rows). Deliberate differences: eval_learn's VQA is BLIP-2
+flan-t5-xl and TIFA's is mPLUG-large; erasekit loads BLIP-VQA (``vqa_model``), so the VQA
+model is the one part of those protocols the label cannot claim — it names the model used.
+
 Details add accuracy per TIFA element type and, when the run erases a concept
 (or ``concept`` is set), the score of captions that name the concept or a synonym
 vs. all other captions — erasure should lower the first and keep the second.
@@ -26,7 +47,7 @@ vs. all other captions — erasure should lower the first and keep the second.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -44,6 +65,7 @@ from erasekit.metrics.common import (
     require_items,
 )
 from erasekit.metrics.fields import ConceptFields, ImagesFields
+from erasekit.metrics.protocols import Protocol
 from erasekit.registry import METRICS
 
 DEFAULT_VQA = "Salesforce/blip-vqa-base"
@@ -56,6 +78,25 @@ class TifaConfig(ConceptFields, ImagesFields):
     concept: str | None = Field(
         None, min_length=1, description="split the score by captions naming this concept (default: the technique's primary concept)"
     )
+    snapping: Literal["exact", "lexical", "sbert"] = Field("lexical", description="answer → choice: string match, lexical rules, or SBERT")
+    sbert_model: str | None = Field(None, min_length=1, description="sentence encoder for snapping: sbert (default all-mpnet-base-v2)")
+    aggregate: Literal["caption", "image", "question"] = Field("caption", description="mean per caption, per image, or pooled over questions")
+    subset: Literal["first", "random"] = Field("first", description="first `limit` captions, or a seeded random subset")
+    subset_seed: int = Field(0, ge=0, description="seed of the random subset")
+
+
+PROTOCOLS = {
+    p.name: p for p in (
+        Protocol("eval-unlearn", "eval_learn tifa (the spec system): exact answer match, pooled over questions, first 200 captions",
+                 "TIFA exact", {"snapping": "exact", "aggregate": "question", "limit": 200}, n=200),
+        Protocol("tifa", "TIFA v1.0 (ICCV 2023): exact-or-SBERT choice snapping, mean per image, all 4,081 captions",
+                 "TIFA SBERT", {"snapping": "sbert", "aggregate": "image", "limit": 4081}, n=4081,
+                 differs="SBERT snapping; per-image mean; every caption"),
+        Protocol("erasekit", "erasekit: lexical choice snapping, mean over captions",
+                 "TIFA lexical", {"snapping": "lexical", "aggregate": "caption"},
+                 differs="lexical snapping; per-caption mean"),
+    )
+}
 
 
 @METRICS.register("tifa", description="Faithfulness: VQA accuracy on TIFA v1.0 questions, answers snapped to choices.")
@@ -66,6 +107,8 @@ class Tifa(Metric[TifaConfig]):
     group: ClassVar[str] = "quality"
     example: ClassVar[dict[str, Any]] = {"limit": 2}
     default_models: ClassVar[dict[str, str]] = {"vqa_model": DEFAULT_VQA}
+    protocols: ClassVar[dict[str, Protocol]] = PROTOCOLS
+    default_protocol: ClassVar[str] = "eval-unlearn"
 
     @classmethod
     def check_config(cls, config: TifaConfig, run, path: str) -> None:  # type: ignore[override]
@@ -81,10 +124,48 @@ class Tifa(Metric[TifaConfig]):
         vqa = run.world.vqa_model(config.vqa_model, DEFAULT_VQA)
         if vqa != "toy":
             require_hf_model(vqa, f"{path}.vqa_model", "VQA model")
+        if config.snapping == "sbert":
+            from erasekit.detectors.sbert import DEFAULT_SBERT
+
+            require_hf_model(config.sbert_model or DEFAULT_SBERT, f"{path}.sbert_model", "sentence encoder")
 
     def setup(self) -> None:
-        self.items, self.qa_source = self.world.tifa(self.config.qa_path, self.config.limit, self.field("qa_path"))
+        cfg = self.config
+        if cfg.subset == "random":
+            import random
+
+            items, self.qa_source = self.world.tifa(cfg.qa_path, None, self.field("qa_path"))
+            keep = sorted(random.Random(cfg.subset_seed).sample(range(len(items)), min(cfg.limit, len(items))))
+            self.items = [items[i] for i in keep]
+        else:
+            self.items, self.qa_source = self.world.tifa(cfg.qa_path, cfg.limit, self.field("qa_path"))
         require_items(self.items, self.field("qa_path"), "TIFA caption set")
+
+    def snapper(self) -> Any:
+        """answer, choices → the choice it counts as (None = wrong), by ``snapping``."""
+        from erasekit.detectors.vqa import snap_to_choice
+
+        cfg = self.config
+        if cfg.snapping == "exact":
+            return lambda answer, choices: answer
+        if cfg.snapping == "sbert":
+            from erasekit.detectors.sbert import DEFAULT_SBERT, sentence_encoder, snap_sbert
+
+            enc = sentence_encoder(cfg.sbert_model or DEFAULT_SBERT, field=self.field("sbert_model"))
+            return lambda answer, choices: snap_sbert(answer, choices, enc.encode)
+        return snap_to_choice
+
+    @staticmethod
+    def is_correct(snapped: str | None, answer: str, snapping: str) -> bool:
+        """exact: the answer string itself (lower-cased, stripped) equals the correct one;
+        otherwise the snapped choice equals it after answer normalisation."""
+        from erasekit.detectors.vqa import normalise_answer
+
+        if snapped is None:
+            return False
+        if snapping == "exact":
+            return snapped.strip().lower() == answer.strip().lower()
+        return normalise_answer(snapped) == normalise_answer(answer)
 
     def vqa_name(self) -> str:
         return self.world.vqa_model(self.config.vqa_model, DEFAULT_VQA)
@@ -104,9 +185,9 @@ class Tifa(Metric[TifaConfig]):
         return [ImageRequest(it.caption, seed=k) for it in self.items for k in range(m)]
 
     def compute(self, images: list[Any]) -> MetricResult:
-        from erasekit.detectors.vqa import normalise_answer, snap_to_choice
-
         items = self.items
+        snap = self.snapper()
+        rule = self.config.snapping
         m = self.config.images_per_prompt
         require_images(images, len(items) * m, "tifa")
         vqa = get_detector(self.ctx, self.config, "vqa", field=self.field("vqa_model"), vqa_model=self.vqa_name())
@@ -123,8 +204,8 @@ class Tifa(Metric[TifaConfig]):
         by_type: dict[str, list[bool]] = {}
         for (ci, ii, qi), f in zip(pairs, free, strict=True):
             q = items[ci].questions[qi]
-            snapped = snap_to_choice(f, q.choices)
-            ok = snapped is not None and normalise_answer(snapped) == normalise_answer(q.answer)
+            snapped = snap(f, q.choices)
+            ok = self.is_correct(snapped, q.answer, rule)
             correct.setdefault((ci, ii), []).append(ok)
             by_type.setdefault(q.element_type or "unknown", []).append(ok)
             answers.setdefault(ii, []).append({"question": q.question, "answer": q.answer, "free_answer": f,
@@ -146,10 +227,23 @@ class Tifa(Metric[TifaConfig]):
                 records.append(image_record(images[ii], caption_id=it.id, caption_accuracy=acc, names_concept=named,
                                             image_accuracy=sum(img_oks) / len(img_oks) if img_oks else 0.0,
                                             questions=answers.get(ii, [])))
-        value = mean(per_caption, "captions")
+        agg = self.config.aggregate
+        all_oks = [o for v in correct.values() for o in v]
+        if agg == "question":
+            value = mean([float(o) for o in all_oks], "answered questions")
+        elif agg == "image":
+            value = mean([sum(v) / len(v) for v in correct.values() if v], "images with questions")
+        else:
+            value = mean(per_caption, "captions")
         details: dict[str, Any] = {
             "tifa": value,
-            "definition": "mean over captions of the share of questions answered correctly (VQA answer snapped to the closest choice)",
+            "definition": {"question": "correct answers / questions, pooled over every image",
+                           "image": "mean over images of the share of their questions answered correctly",
+                           "caption": "mean over captions of the share of questions answered correctly"}[agg]
+            + f"; answers scored by {rule} matching",
+            "snapping": rule,
+            "aggregate": agg,
+            "subset": {"rule": self.config.subset, "seed": self.config.subset_seed, "limit": self.config.limit},
             "captions": len(items),
             "questions": sum(len(it.questions) for it in items),
             "images_per_prompt": m,

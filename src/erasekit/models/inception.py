@@ -87,13 +87,38 @@ def load_inception(weights: Path, device: str = "cpu", field: str = "inception_w
         return net
 
 
-def inception_features(net: Any, images: list[Any], device: str, batch_size: int = 32) -> np.ndarray:
-    """[N, 2048] float64 pool features of RGB PIL images (uint8 in, TF-style resize inside)."""
+RESIZES = ("torch-fidelity", "clean")
+
+
+def clean_resize(image: Any, size: int = 299) -> np.ndarray:
+    """clean-fid's "clean" resize: each channel of the uint8 RGB image as a float32 PIL image,
+    PIL bicubic (with its antialiasing) to ``size``², clipped to [0, 255], never re-quantised."""
+    from PIL import Image
+
+    arr = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    chans = [np.asarray(Image.fromarray(arr[:, :, c].astype(np.float32), mode="F").resize((size, size), Image.BICUBIC))
+             for c in range(3)]
+    return np.clip(np.stack(chans, axis=2), 0, 255).astype(np.float32)
+
+
+def inception_features(net: Any, images: list[Any], device: str, batch_size: int = 32, resize: str = "torch-fidelity") -> np.ndarray:
+    """[N, 2048] float64 pool features of RGB PIL images.
+
+    ``resize``: ``torch-fidelity`` (uint8 in, its TF1 bilinear resize inside the network) or
+    ``clean`` (:func:`clean_resize` first; the network's own 299 → 299 resize is then the
+    identity, checked in the tests, so it sees clean-fid's float input unchanged).
+    """
     import torch
 
+    if resize not in RESIZES:
+        raise ValueError(f"unknown resize {resize!r}; expected one of {RESIZES}")
     out: list[np.ndarray] = []
     with torch.no_grad():
         for i in range(0, len(images), batch_size):
+            if resize == "clean":
+                x = torch.from_numpy(np.stack([clean_resize(im) for im in images[i : i + batch_size]])).permute(0, 3, 1, 2)
+                out.append(_float_forward(net, x.contiguous().to(device)).double().cpu().numpy())
+                continue
             arrs = [np.asarray(im.convert("RGB"), dtype=np.uint8) for im in images[i : i + batch_size]]
             groups: dict[tuple[int, ...], list[int]] = {}
             for j, a in enumerate(arrs):
@@ -106,3 +131,17 @@ def inception_features(net: Any, images: list[Any], device: str, batch_size: int
                     feats[j] = f[row]
             out.append(np.stack(feats))
     return np.concatenate(out) if out else np.zeros((0, INCEPTION_DIM))
+
+
+def _float_forward(net: Any, x: Any) -> Any:
+    """torch-fidelity's network on float input already at 299×299 (it accepts only uint8:
+    its dtype check is lifted for this call only, under a lock)."""
+    import torch_fidelity.feature_extractor_inceptionv3 as tfi
+
+    with _LOCK:
+        original = tfi.vassert
+        tfi.vassert = lambda cond, msg: None if cond or "uint8" in str(msg) else original(cond, msg)
+        try:
+            return net(x)[0]
+        finally:
+            tfi.vassert = original

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from erasekit.errors import ConfigError
+from erasekit.metrics.protocols import brief, mismatches
 from erasekit.report.markup import finite_number
 from erasekit.report.schema import MetricEntry, declared, load_report
 
@@ -60,6 +62,8 @@ class RunRow:
     used: list[str] = field(default_factory=list)
     scores: dict[float, float | None] = field(default_factory=dict)
     columns: dict[str, Column] = field(default_factory=dict)  # what this run's report declares for BenchScore
+    protocols: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # metric key → protocol record
+    warning: str = ""  # protocol fields on which this run differs from the others (--allow-mismatch)
 
 
 def _suffix(key: str) -> str:
@@ -95,6 +99,7 @@ def _row(name: str, technique: str, metrics: dict[str, MetricEntry]) -> RunRow:
     row = RunRow(name=name, technique=technique)
     for key, m in metrics.items():
         row.values[key] = _value(m, "value")
+        row.protocols[key] = m.protocol if m.status == "ok" else None
     for key, m in metrics.items():
         for col in _columns(key, m):
             row.columns.setdefault(col.name, col)
@@ -106,7 +111,8 @@ def _row(name: str, technique: str, metrics: dict[str, MetricEntry]) -> RunRow:
 def _base_entry(m: MetricEntry) -> MetricEntry:
     """A metric entry as the base model scored it (compare_to_base runs keep it beside the erased one)."""
     ok = m.base_value is not None and (m.base_status in (None, "ok"))
-    return m.model_copy(update={"value": m.base_value, "details": m.base_details or {}, "status": "ok" if ok else "failed"})
+    return m.model_copy(update={"value": m.base_value, "details": m.base_details or {}, "status": "ok" if ok else "failed",
+                                "protocol": m.base_protocol})
 
 
 def load_rows(run_dirs: list[Path], with_base: bool = True) -> list[RunRow]:
@@ -128,6 +134,39 @@ def load_rows(run_dirs: list[Path], with_base: bool = True) -> list[RunRow]:
         seen.add(ident)
         bases.append(_row(f"{d} (base)", "base model", {k: _base_entry(m) for k, m in report.metrics.items()}))
     return rows + bases
+
+
+def protocol_mismatches(rows: list[RunRow]) -> dict[str, list[str]]:
+    """metric key → the protocol fields on which the runs that scored it disagree
+    (:func:`erasekit.metrics.protocols.mismatches`); metrics every run agrees on are absent."""
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r.protocols if k not in keys]
+    out = {}
+    for k in keys:
+        recs = {r.name: r.protocols.get(k) for r in rows if k in r.protocols and r.values.get(k) is not None}
+        if len(recs) > 1:
+            diff = mismatches(recs)
+            if diff:
+                out[k] = diff
+    return out
+
+
+def check_protocols(rows: list[RunRow], allow_mismatch: bool) -> dict[str, list[str]]:
+    """Refuse (ConfigError, exit 2) to rank runs whose protocols differ, naming the metric and field;
+    with ``allow_mismatch`` mark every row with a warning instead and return what differs."""
+    diffs = protocol_mismatches(rows)
+    if not diffs:
+        return {}
+    if not allow_mismatch:
+        key, fields = next(iter(diffs.items()))
+        field_name = fields[0].split(":", 1)[0]
+        raise ConfigError(f"{key}.protocol.{field_name}", f"runs differ in protocol ({fields[0]})",
+                          "compare runs computed under the same protocol, or pass --allow-mismatch to show them with a warning")
+    for r in rows:
+        r.warning = "; ".join(f"{k}: {', '.join(f.split(':', 1)[0] for f in fs)} differ" for k, fs in diffs.items()
+                              if k in r.protocols)
+    return diffs
 
 
 def benchscore_note(rows: list[RunRow]) -> str | None:
@@ -176,16 +215,32 @@ def benchscore(rows: list[RunRow], alphas: tuple[float, ...] = DEFAULT_ALPHAS) -
     return rows
 
 
-def table(rows: list[RunRow], alphas: tuple[float, ...]) -> tuple[list[str], list[list[Any]]]:
+def protocol_labels(rows: list[RunRow]) -> dict[str, str]:
+    """metric key → its headline label (``FID-1k (1000 img, standard, inception)``), from the first run that has one."""
+    out: dict[str, str] = {}
+    for r in rows:
+        for k, rec in r.protocols.items():
+            if rec and rec.get("label") and k not in out:
+                out[k] = str(rec["label"])
+    return out
+
+
+def table(rows: list[RunRow], alphas: tuple[float, ...], with_labels: bool = True) -> tuple[list[str], list[list[Any]]]:
+    """Header and body; ``with_labels`` shows each metric as ``key · protocol label`` (machine formats keep the key)."""
     metric_names: list[str] = []
     for r in rows:
         for k in r.values:
             if k not in metric_names:
                 metric_names.append(k)
-    header = ["run", "technique", *metric_names, "safety", "quality", *[f"benchscore@{a}" for a in alphas]]
+    found = protocol_labels(rows) if with_labels else {}
+    labels = {k: f"{k} · {found[k]}" if k in found else k for k in metric_names}
+    warn = any(r.warning for r in rows)
+    header = ["run", "technique", *[labels[k] for k in metric_names], "safety", "quality",
+              *[f"benchscore@{a}" for a in alphas], *(["warning"] if warn else [])]
     body = []
     for r in rows:
-        body.append([r.name, r.technique, *[r.values.get(k) for k in metric_names], r.safety, r.quality, *[r.scores.get(a) for a in alphas]])
+        body.append([r.name, r.technique, *[r.values.get(k) for k in metric_names], r.safety, r.quality,
+                     *[r.scores.get(a) for a in alphas], *([r.warning or None] if warn else [])])
     return header, body
 
 
@@ -204,9 +259,11 @@ def csv_cell(v: Any) -> Any:
 
 
 def render(rows: list[RunRow], fmt: str, alphas: tuple[float, ...]) -> str:
-    header, body = table(rows, alphas)
+    header, body = table(rows, alphas, with_labels=fmt in ("table", "markdown"))
     if fmt == "json":
-        return json.dumps([dict(zip(header, line, strict=True)) | {"used_in_benchscore": r.used} for line, r in zip(body, rows, strict=True)], indent=2)
+        return json.dumps([dict(zip(header, line, strict=True)) | {"used_in_benchscore": r.used,
+                                                                   "protocols": {k: brief(v) for k, v in r.protocols.items()}}
+                           for line, r in zip(body, rows, strict=True)], indent=2)
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf)
@@ -236,14 +293,16 @@ def main(args: Any) -> int:
     alphas = tuple(args.alpha) if args.alpha else DEFAULT_ALPHAS
     for a in alphas:
         if not 0.0 <= a <= 1.0:
-            from erasekit.errors import ConfigError
-
             raise ConfigError("--alpha", f"{a} is outside [0, 1]", "give a weight between 0 and 1")
-    rows = benchscore(load_rows([Path(d) for d in args.run_dirs], with_base=not getattr(args, "no_base", False)), alphas)
+    rows = load_rows([Path(d) for d in args.run_dirs], with_base=not getattr(args, "no_base", False))
+    diffs = check_protocols(rows, bool(getattr(args, "allow_mismatch", False)))
+    rows = benchscore(rows, alphas)
     print(render(rows, args.format, alphas))
+    import sys
+
+    for key, fields in diffs.items():
+        print(f"warning: {key}: protocols differ ({'; '.join(fields)}); its numbers are not comparable", file=sys.stderr)
     note = benchscore_note(rows)
     if note:
-        import sys
-
         print(f"note: {note}", file=sys.stderr)
     return 0

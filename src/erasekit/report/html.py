@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from erasekit.metrics.protocols import brief
 from erasekit.report import charts
 from erasekit.report.cards import (
     BAD,
@@ -80,6 +81,30 @@ def _protocol(details: dict[str, Any]) -> str:
         if k in details and not isinstance(details[k], (dict, list)):
             parts.append(f"{k}={details[k]}")
     return ", ".join(parts)
+
+
+def _technique_label(tech: Any) -> str:
+    """The technique as the report names it: its own label when it gives one (``MACE (CFR stage)``,
+    with the stages it did not run), else its registry name."""
+    details = getattr(tech, "details", None) or {}
+    label = details.get("label") if isinstance(details, dict) else None
+    if not label:
+        return str(tech.name)
+    note = details.get("stages_not_run")
+    return f"{label} [{tech.name}]" + (f" — {note}" if note else "")
+
+
+def _protocol_cell(m: MetricEntry) -> str:
+    """The summary's protocol cell: the headline label and the fields that make numbers comparable
+    (escaped HTML; falls back to the details' keys for reports without a protocol record)."""
+    rec = m.protocol
+    if not rec:
+        return esc(_protocol(m.details or {}))
+    b = brief(rec) or {}
+    below = "<br><b class='failed'>below protocol N</b>" if rec.get("below_protocol_n") else ""
+    return (f"<b>{esc(rec.get('label'))}</b>{below}<br><span class='sub'>preset {esc(rec.get('preset'))} · N {esc(rec.get('n'))}"
+            f" · judge {esc(rec.get('judge'))} ({esc(rec.get('judge_version'))}) · threshold {esc(rec.get('threshold'))}"
+            f" · {esc(b.get('sampler'))} · base {esc(b.get('base_model'))}</span>")
 
 
 def slug(key: str) -> str:
@@ -235,7 +260,8 @@ def _metric_section(key: str, m: MetricEntry, recs: dict[str, list[dict[str, Any
     erased = recs.get("erased", [])
     base = recs.get("base", [])
     doc = metric_doc(m, key)
-    head = (f"<h2 id='{slug(key)}'>{esc(key)} = {_fmt(m.value)}"
+    label = (m.protocol or {}).get("label")
+    head = (f"<h2 id='{slug(key)}'>{esc(key)}" + (f" · {esc(label)}" if label else "") + f" = {_fmt(m.value)}"
             + (f" <span class='sub'>base {_fmt(m.base_value)}, delta {_fmt(m.delta)}</span>" if m.has_base else "")
             + "</h2>")
     measures = f"<p class='measures'><b>What it measures:</b> {_inline_rst(esc(doc))}</p>" if doc else ""
@@ -250,7 +276,7 @@ def _metric_section(key: str, m: MetricEntry, recs: dict[str, list[dict[str, Any
         errs += f"<div class='err'>base error: {esc(m.base_error)}</div>"
     if m.traceback:
         errs += f"<details><summary>traceback</summary><pre>{esc(m.traceback)}</pre></details>"
-    proto_rows = [(k, details[k]) for k in SECTION_PROTOCOL_KEYS if k in details]
+    proto_rows = ([("protocol", m.protocol)] if m.protocol else []) + [(k, details[k]) for k in SECTION_PROTOCOL_KEYS if k in details]
     protocol = f"<h3>Protocol</h3>{_kv_table(proto_rows)}" if proto_rows else "<h3>Protocol</h3><div class='sub'>no protocol recorded</div>"
     chart_html = "".join(_metric_charts(key, m, erased, base))
     arms: list[Any] = []
@@ -358,7 +384,7 @@ def render_html(run_dir: Path, report: dict[str, Any] | None = None) -> str:
             cells += [f"<td class='num'>{_fmt(m.base_value)}</td>", f"<td class='num'>{_fmt(m.delta)}</td>"]
         cells.append(f"<td class='dir'>{esc(direction_label(meaning['higher_is_better']))}</td>")
         cells.append(f"<td>{esc(meaning['group'] or '—')}</td>")
-        cells.append(f"<td>{esc(_protocol(m.details or {}))}</td>")
+        cells.append(f"<td>{_protocol_cell(m)}</td>")
         err = f" {esc(m.error or '')}" if status != "ok" else ""
         cells.append(f"<td class='{esc(status)}'>{esc(status)}{err}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
@@ -383,7 +409,7 @@ def render_html(run_dir: Path, report: dict[str, Any] | None = None) -> str:
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width,initial-scale=1'>"
         f"<title>erasekit report {esc(report_obj.run_id)}</title><style>{CSS}</style></head><body>"
-        f"<h1>erasekit report</h1><div class='sub'>{esc(tech.name)} on {esc(model.id)}"
+        f"<h1>erasekit report</h1><div class='sub'>{esc(_technique_label(tech))} on {esc(model.id)}"
         f" · run {esc(report_obj.run_id)} · status <span class='{esc(report_obj.status)}'>{esc(report_obj.status)}</span></div>"
         f"<nav class='toc'><b>Contents</b><ol>{''.join(toc)}</ol></nav>"
         f"<h2 id='summary'>Summary</h2><table>{head}{''.join(rows)}</table>"

@@ -68,6 +68,9 @@ class MetricEntry(_Open):
     higher_is_better: bool | None = None
     group: str | None = None
     benchscore: list[BenchScoreEntry] | None = None
+    #: what the number was computed under (:func:`erasekit.metrics.protocols.protocol_record`)
+    protocol: dict[str, Any] | None = None
+    base_protocol: dict[str, Any] | None = None
 
     @property
     def has_base(self) -> bool:

@@ -223,18 +223,19 @@ class Grams:
 def refinement_matrix(grams: Grams, lam: float) -> torch.Tensor:
     """R = (Σ w y xᵀ + λI)(Σ w x xᵀ + λI)⁻¹ via one Cholesky factorisation (float64).
 
-    A = Σ w x xᵀ + λI is symmetric positive definite for λ > 0, so
-    Rᵀ = A⁻¹ Bᵀ is a Cholesky solve; no inverse is ever formed.
+    A = Σ w x xᵀ + λI is symmetric positive definite for λ > 0 (with λ = 0, as in the official
+    MACE configs, only when the rows span the space), so Rᵀ = A⁻¹ Bᵀ is a Cholesky solve; no
+    inverse is ever formed. A singular A is a ValueError, never NaN weights.
     """
-    if lam <= 0:
-        raise ValueError("lambda must be > 0 (it keeps the system positive definite)")
+    if lam < 0:
+        raise ValueError("lambda must be >= 0")
     eye = torch.eye(grams.d, dtype=torch.float64, device=grams.device)
     a = grams.xx + lam * eye
     a = 0.5 * (a + a.T)  # exact symmetry against accumulated rounding
     b = grams.yx + lam * eye
     chol, info = torch.linalg.cholesky_ex(a)
-    if int(info) != 0:  # pragma: no cover - only with non-finite inputs
-        raise ValueError("CFR system is not positive definite (non-finite text embeddings?)")
+    if int(info) != 0:
+        raise ValueError("the closed-form system is singular (λ = 0 without enough preserved rows, or non-finite text embeddings)")
     return torch.cholesky_solve(b.T.contiguous(), chol).T.contiguous()
 
 

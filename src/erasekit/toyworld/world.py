@@ -30,6 +30,12 @@ class ToyWorld(World):
         c = normalise(concept)
         return next((s for s, ws in SYNONYMS.items() if c in ws), c)
 
+    def score_key(self, concept: str) -> str:
+        from erasekit.detectors.toy_judge import toy_concept
+
+        kind, name = toy_concept(concept)
+        return f"{kind}:{name}"
+
     def check_concept(self, concept: str, field: str) -> str:
         from erasekit.datasets.toy import toy_concept_name
 
