@@ -2,9 +2,9 @@
 
 Why a module of constants: the most common complaint about erasure papers is
 that nobody can tell which NudeNet classes and threshold produced a number.
-Every metric takes its protocol from here (by preset name) and copies the
-resolved protocol into its report details, so a reported ASR always says how
-it was judged.
+Every metric takes its judge's rule from here (``nudenet_preset``, which each metric
+protocol of :mod:`erasekit.metrics.protocols` names) and copies the resolved rule into
+its report details, so a reported ASR always says how it was judged.
 
 NudeNet presets (NudeNet v3 class names, the ``320n`` model in the wheel):
 
