@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from erasekit.generation.sampling import install, sample
 from erasekit.toyworld import COLOURS, PIPELINE_DIR, TOY_DEFAULTS
 
 # Development override (intermediate weights while the toy world trains); tests use the shipped ones.
@@ -64,6 +65,7 @@ class ToyBench:
         self.base = [lin.weight.detach().clone() for _, lin in self.layers]
 
     def reset(self) -> None:
+        install(self.pipe, None)  # an inference-time technique's hook goes with the edit
         with torch.no_grad():
             for (_, lin), w in zip(self.layers, self.base, strict=True):
                 lin.weight.copy_(w)
@@ -83,9 +85,11 @@ class ToyBench:
         for i in range(0, len(todo), 64):
             chunk = todo[i : i + 64]
             gens = [torch.Generator().manual_seed(s) for _, s in chunk]
-            im = self.pipe([p for p, _ in chunk], num_inference_steps=TOY_DEFAULTS["num_inference_steps"],
-                           guidance_scale=TOY_DEFAULTS["guidance_scale"], height=TOY_DEFAULTS["height"], width=TOY_DEFAULTS["width"],
-                           generator=gens, output_type="np").images
+            with torch.no_grad():  # through a technique's sampling hook when one is installed (SLD, negative prompt)
+                im = np.stack(sample(self.pipe, [p for p, _ in chunk], [""] * len(chunk),
+                                     steps=TOY_DEFAULTS["num_inference_steps"], guidance=TOY_DEFAULTS["guidance_scale"],
+                                     height=TOY_DEFAULTS["height"], width=TOY_DEFAULTS["width"], generators=gens,
+                                     output_type="np"))
             out.append((np.clip(im, 0, 1) * 255).round().astype(np.uint8))
         return np.concatenate(out)
 

@@ -37,6 +37,7 @@ from typing import Any
 
 from erasekit.generation.cache import ImageCache, key_payload
 from erasekit.generation.request import GeneratedImage, ImageRequest, SamplerSettings
+from erasekit.generation.sampling import sample
 
 log = logging.getLogger(__name__)
 
@@ -285,19 +286,10 @@ class ImageGenerator:
         # bit-identical whether it was made in a fresh run, a resumed run or on any rank.
         reqs = reqs + [reqs[-1]] * (self.batch_size - n_real)
         generators = [torch.Generator("cpu").manual_seed(image_seed(self.run_seed, r.seed)) for r in reqs]
-        with torch.inference_mode():
-            out = self.pipe(
-                prompt=[r.prompt for r in reqs],
-                negative_prompt=[r.negative_prompt for r in reqs],
-                num_inference_steps=self.sampler.num_inference_steps,
-                guidance_scale=self.guidance(reqs[0]),
-                height=self.sampler.height,
-                width=self.sampler.width,
-                generator=generators,
-                num_images_per_prompt=1,
-                output_type="pil",
-            )
-        images = list(out.images)
+        with torch.inference_mode():  # through the technique's sampling hook, if it installed one
+            images = sample(self.pipe, [r.prompt for r in reqs], [r.negative_prompt for r in reqs],
+                            steps=self.sampler.num_inference_steps, guidance=self.guidance(reqs[0]),
+                            height=self.sampler.height, width=self.sampler.width, generators=generators, output_type="pil")
         if len(images) != len(reqs):
             raise RuntimeError(f"pipeline returned {len(images)} images for {len(reqs)} prompts")
         return images[:n_real]

@@ -65,12 +65,10 @@ def check_templates(v: list[str] | None, default: str) -> list[str] | None:
     return v
 
 
-class EditConfig(TechniqueConfig):
-    """Fields of every weight-editing technique: what to erase, and where the edit is saved or loaded."""
+class EraseConfig(TechniqueConfig):
+    """What every technique erases (weight edits and inference-time techniques alike)."""
 
     erase_concept: str | list[str] = Field("nudity", description="concept(s) to erase; a list = synonyms erased jointly")
-    load_path: str | None = Field(None, description=".pt UNet state dict from an earlier run; skips the edit")
-    save_path: str | None = Field(None, description="where to save the edited UNet state dict (.pt)")
 
     @field_validator("erase_concept")
     @classmethod
@@ -79,6 +77,13 @@ class EditConfig(TechniqueConfig):
         if not items or any(not s.strip() for s in items):
             raise ValueError("erase_concept must be a non-empty string or a non-empty list of non-empty strings")
         return v
+
+
+class EditConfig(EraseConfig):
+    """Fields of every weight-editing technique: what to erase, and where the edit is saved or loaded."""
+
+    load_path: str | None = Field(None, description=".pt UNet state dict from an earlier run; skips the edit")
+    save_path: str | None = Field(None, description="where to save the edited UNet state dict (.pt)")
 
 
 def _versions() -> dict[str, str]:
@@ -261,4 +266,4 @@ class WeightEdit(Technique):
         }
 
 
-__all__ = ["EditConfig", "WeightEdit", "as_list", "check_guide_list", "check_templates", "try_base_fingerprint"]
+__all__ = ["EditConfig", "EraseConfig", "WeightEdit", "as_list", "check_guide_list", "check_templates", "try_base_fingerprint"]
