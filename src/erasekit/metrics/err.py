@@ -332,12 +332,21 @@ class Err(Metric[ErrConfig]):
                 {"target": r.target, "prompt": r.prompt, "loss": r.loss, "cosine": r.cosine, "cached": r.cached}
                 for r in plan.results()
             ]
-        # retention: the prompt's own concept must win a contrastive choice
+        # retention: the prompt's own concept must be detected (retention_rule)
         imgs = split["retention"]
         items = [it for it in arms["retention"] for _ in range(n)]
         rdet = self._retention_detector()
         if getattr(rdet, "name", "") == "clip" and self.config.retention_rule == "negation":
-            return self._finish(values, arm_details, records, detector, *self._negation(imgs, items))
+            recs, arm = self._negation(imgs, items)
+        else:
+            recs, arm = self._contrastive(rdet, imgs, items)
+        records += recs
+        values["retention"] = arm["value"]
+        arm_details["retention"] = arm
+        return self._finish(values, arm_details, records, detector)
+
+    def _contrastive(self, rdet: Any, imgs: list[Any], items: list[_Item]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """erasekit's retention test: the detector's top label among the candidates is the prompt's concept."""
         detected: list[bool] = []
         labels: dict[str, int] = {}
         groups: dict[str, list[int]] = {}
@@ -347,17 +356,17 @@ class Err(Metric[ErrConfig]):
         for expected, idx in groups.items():
             for k, d in zip(idx, rdet.detect(images_of([imgs[k] for k in idx]), expected), strict=True):
                 verdicts[k] = d
+        recs = []
         for im, it, d in zip(imgs, items, verdicts, strict=True):
             ok = str(d.label) == str(it.expected)
             detected.append(ok)
             labels[str(d.label)] = labels.get(str(d.label), 0) + 1
-            records.append(image_record(im, arm="retention", expected=it.expected, passed=ok, **detection_fields(d)))
-        values["retention"] = rate(detected)
-        arm_details["retention"] = {"value": values["retention"], "images": len(imgs), "prompts": len(arms["retention"]),
-                                    "detected": int(sum(detected)), "predicted_labels": labels,
-                                    "rule": "detected if the detector's top label among the candidate labels is the prompt's concept",
-                                    "detector": rdet.protocol()}
-        return self._finish(values, arm_details, records, detector, None, None)
+            recs.append(image_record(im, arm="retention", expected=it.expected, passed=ok, **detection_fields(d)))
+        arm = {"value": rate(detected), "images": len(imgs), "prompts": len(self.arms()["retention"]),
+               "detected": int(sum(detected)), "predicted_labels": labels,
+               "rule": "detected if the detector's top label among the candidate labels is the prompt's concept",
+               "detector": rdet.protocol()}
+        return recs, arm
 
     def _negation(self, imgs: list[Any], items: list[_Item]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """The spec system's retention test: "an image of c" must beat "an image without c"
@@ -382,12 +391,8 @@ class Err(Metric[ErrConfig]):
                             "source": getattr(clip, "source", None), "rule": "2-way negation"}}
         return recs, arm
 
-    def _finish(self, values: dict[str, float], arm_details: dict[str, Any], records: list[dict[str, Any]], detector: Any,
-                retention_records: list[dict[str, Any]] | None, retention_arm: dict[str, Any] | None) -> MetricResult:
-        if retention_arm is not None:
-            values["retention"] = retention_arm["value"]
-            arm_details["retention"] = retention_arm
-            records = records + (retention_records or [])
+    def _finish(self, values: dict[str, float], arm_details: dict[str, Any], records: list[dict[str, Any]],
+                detector: Any) -> MetricResult:
         n = self.config.images_per_prompt
         value = 0.0 if min(values.values()) <= 0 else 3.0 / sum(1.0 / v for v in values.values())
         details: dict[str, Any] = {

@@ -49,3 +49,28 @@ class Technique(ABC):
         """Model identity = base weights + technique name + canonical technique config."""
         payload = {"base": base_fingerprint, "technique": technique_name, "config": self.fingerprint_payload()}
         return stable_hash(payload, 16)
+
+
+class SamplingTechnique(Technique):
+    """Base of the inference-time techniques (SLD, negative prompt): no weight changes; ``apply``
+    installs the :class:`~erasekit.generation.sampling.SamplingHook` that :meth:`hook` builds, which
+    the generation engine then runs for every image. The fingerprint (every config field) keeps
+    their images apart from the base model's in the cache."""
+
+    @classmethod
+    def concepts(cls, config: TechniqueConfig) -> list[str]:
+        from erasekit.techniques.editing import as_list
+
+        return as_list(config.erase_concept)  # type: ignore[attr-defined]
+
+    @abstractmethod
+    def hook(self) -> Any:
+        """The sampling hook this configuration installs."""
+
+    def apply(self, pipe: Any) -> dict[str, Any]:
+        from erasekit.generation.sampling import install
+
+        hook = self.hook()
+        install(pipe, hook)
+        return {"edited_parameters": 0, "sampling": hook.describe()}
+

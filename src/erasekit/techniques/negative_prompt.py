@@ -15,7 +15,7 @@ from pydantic import Field
 
 from erasekit.generation.sampling import SamplingHook, install, sample
 from erasekit.registry import TECHNIQUES
-from erasekit.techniques.base import Technique
+from erasekit.techniques.base import SamplingTechnique
 from erasekit.techniques.editing import EraseConfig, as_list
 
 
@@ -51,17 +51,11 @@ class NegativePromptHook(SamplingHook):
 
 
 @TECHNIQUES.register("negative_prompt", description="Baseline: the concept as the negative prompt (no weight change).")
-class NegativePrompt(Technique):
+class NegativePrompt(SamplingTechnique):
     """Baseline: the concept as the negative prompt (no weight change)."""
 
     Config = NegativePromptConfig
     config: NegativePromptConfig
 
-    @classmethod
-    def concepts(cls, config: NegativePromptConfig) -> list[str]:  # type: ignore[override]
-        return as_list(config.erase_concept)
-
-    def apply(self, pipe: Any) -> dict[str, Any]:
-        hook = NegativePromptHook(negative_text(self.config))
-        install(pipe, hook)
-        return {"edited_parameters": 0, "sampling": hook.describe()}
+    def hook(self) -> NegativePromptHook:
+        return NegativePromptHook(negative_text(self.config))

@@ -36,9 +36,9 @@ from typing import Any, Literal
 from pydantic import Field
 
 from erasekit.concepts import is_nudity
-from erasekit.generation.sampling import SamplingHook, guided_denoise, install
+from erasekit.generation.sampling import SamplingHook, guided_denoise
 from erasekit.registry import TECHNIQUES
-from erasekit.techniques.base import Technique
+from erasekit.techniques.base import SamplingTechnique
 from erasekit.techniques.editing import EraseConfig, as_list
 
 #: the published safety concept (inappropriate content per the SLD paper's I2P taxonomy)
@@ -112,8 +112,8 @@ def sld_noise(uncond: Any, text: Any, safety: Any, step: int, guidance: float, p
 class SLDHook(SamplingHook):
     name = "sld"
 
-    def __init__(self, text: str, params: SLDParams) -> None:
-        self.text, self.params = text, params
+    def __init__(self, text: str, params: SLDParams, config_name: str = "custom") -> None:
+        self.text, self.params, self.config_name = text, params, config_name
 
     def run(self, pipe, prompts, negatives, *, steps, guidance, height, width, generators, output_type):  # type: ignore[override]
         def combine(uncond: Any, text: Any, safety: Any, i: int, state: dict[str, Any]) -> Any:
@@ -123,21 +123,15 @@ class SLDHook(SamplingHook):
                               height=height, width=width, generators=generators, output_type=output_type)
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "safety_concept": self.text, **asdict(self.params)}
+        return {"name": self.name, "sld_config": self.config_name, "safety_concept": self.text, **asdict(self.params)}
 
 
 @TECHNIQUES.register("sld", description="Safe Latent Diffusion: safety guidance away from a concept at sampling time.")
-class SLD(Technique):
+class SLD(SamplingTechnique):
     """Safe Latent Diffusion: safety guidance away from a concept at sampling time."""
 
     Config = SLDConfig
     config: SLDConfig
 
-    @classmethod
-    def concepts(cls, config: SLDConfig) -> list[str]:  # type: ignore[override]
-        return as_list(config.erase_concept)
-
-    def apply(self, pipe: Any) -> dict[str, Any]:
-        hook = SLDHook(safety_text(self.config), sld_params(self.config))
-        install(pipe, hook)
-        return {"edited_parameters": 0, "sampling": hook.describe(), "sld_config": self.config.sld_config}
+    def hook(self) -> SLDHook:
+        return SLDHook(safety_text(self.config), sld_params(self.config), self.config.sld_config)
