@@ -324,3 +324,19 @@ def test_official_cfr_on_the_toy_world_reports_the_cfr_stage_label(tmp_path):
     assert d["label"] == "MACE (CFR stage)" and "LoRA" in d["stages_not_run"]
     assert d["erase_pairs"] == 30 and d["prior"]["weight_per_row"] == pytest.approx(0.05 ** 2)
     assert "MACE (CFR stage)" in (tmp_path / "o" / "report.html").read_text()
+
+
+def test_official_prior_reads_every_coco_caption_once_per_file_version(tmp_path):
+    """The official cache uses all captions of COCO's annotation files (five per image), not one per image."""
+    import json
+
+    from erasekit.techniques.mace import read_prior_file
+
+    p = tmp_path / "captions_val2014.json"
+    anns = [{"image_id": 1, "caption": "a dog on a  sofa"}, {"image_id": 1, "caption": "a brown dog"},
+            {"image_id": 2, "caption": "a red bus"}]
+    p.write_text(json.dumps({"annotations": anns}))
+    assert read_prior_file(str(p), "f") == ["a dog on a sofa", "a brown dog", "a red bus"]
+    anns.append({"image_id": 2, "caption": "a bus in the street"})
+    p.write_text(json.dumps({"annotations": anns}))  # a changed file is read again
+    assert len(read_prior_file(str(p), "f")) == 4

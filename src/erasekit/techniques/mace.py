@@ -12,9 +12,11 @@ The options and the measurements behind their defaults are in
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -97,12 +99,35 @@ def official_prior(config: MACEConfig) -> list[str]:
 
 
 def read_prior_file(path: str, field: str) -> list[str]:
-    """Captions of a COCO captions JSON or a CSV with a ``caption``/``prompt`` column; else one per line."""
-    if path.lower().endswith((".csv", ".json")):
+    """Captions of a COCO captions JSON (every annotation, as the official cache uses all five
+    captions per image), a CSV with a ``caption``/``prompt`` column, or a text file (one per line).
+
+    Read once per file version: config checks, the fingerprint and the edit all ask for it, and a
+    COCO prior is ~600k captions."""
+    p = Path(path).expanduser()
+    try:
+        st = p.stat()
+        stamp = (st.st_mtime_ns, st.st_size)
+    except OSError:
+        stamp = (0, 0)
+    return list(_read_prior_file(str(p), stamp, field))
+
+
+@functools.lru_cache(maxsize=4)
+def _read_prior_file(path: str, stamp: tuple[int, int], field: str) -> tuple[str, ...]:
+    low = path.lower()
+    if low.endswith(".json"):
+        from erasekit.datasets.io import read_json
+
+        data = read_json(path, field, "captions JSON")
+        if isinstance(data, dict) and isinstance(data.get("annotations"), list):
+            return tuple(" ".join(str(a.get("caption", "")).split()) for a in data["annotations"]
+                         if isinstance(a, dict) and str(a.get("caption", "")).strip())
+    if low.endswith((".csv", ".json")):
         from erasekit.datasets.coco import load_coco_captions
 
-        return [it.prompt for it in load_coco_captions(path, None, field=field)]
-    return read_caption_file(path, field)
+        return tuple(it.prompt for it in load_coco_captions(path, None, field=field))
+    return tuple(read_caption_file(path, field))
 
 
 def check_official(config: MACEConfig, path: str) -> None:
