@@ -1,9 +1,9 @@
-"""Name → class registries for techniques, metrics and detectors.
+"""Name → class registries for techniques, metrics, detectors and attacks.
 
 lm-evaluation-harness style: a component registers itself under a name (plus
 aliases) with a one-line description; configs refer to it by name. Third-party
 packages can add entries through the ``erasekit.techniques`` /
-``erasekit.metrics`` / ``erasekit.detectors`` entry-point groups. Nothing a
+``erasekit.metrics`` / ``erasekit.detectors`` / ``erasekit.attacks`` entry-point groups. Nothing a
 config names is ever imported or executed beyond these registered classes.
 """
 
@@ -96,10 +96,12 @@ class Registry(Generic[T]):
 TECHNIQUES: Registry[type] = Registry("technique", "erasekit.techniques")
 METRICS: Registry[type] = Registry("metric", "erasekit.metrics")
 DETECTORS: Registry[type] = Registry("detector", "erasekit.detectors")
+ATTACKS: Registry[type] = Registry("attack", "erasekit.attacks")
 
 
 def load_builtins() -> None:
     """Import the built-in components so that they register themselves."""
+    import erasekit.attacks  # noqa: F401
     import erasekit.detectors  # noqa: F401
     import erasekit.metrics  # noqa: F401
     import erasekit.techniques  # noqa: F401

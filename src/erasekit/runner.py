@@ -234,7 +234,9 @@ class Runner:
         t0 = time.perf_counter()
         for m in self.run.metrics:
             ctx = MetricContext(run=self.run, pipe=pipe, model_fingerprint=variant.fingerprint, detectors=pool,
-                                cache_dir=self.run.cache_dir, variant=variant.name, log=log)
+                                cache_dir=self.run.cache_dir, variant=variant.name, log=log,
+                                base_fingerprint=self.report.get("model", {}).get("base_fingerprint"),
+                                half_precision=str(pipe.unet.dtype) in ("torch.float16", "torch.bfloat16"))
             try:
                 # prompt sets; attacks (minutes at paper scale, with their own progress bar: no spinner)
                 with self.narrator.phase(f"{variant.name}: preparing {m.key}", spin=False):

@@ -60,7 +60,7 @@ def _metric(tmp: Path, config: dict[str, Any], pipe: Any = None, pool: Any = Non
 
 
 TOY_CFG = {"concept": "circle", "target_limit": 6, "retain_limit": 4, "adversarial_limit": 4, "images_per_prompt": 2,
-           "attack": FAST_ATTACK}
+           "adversarial": "mma", "attack": FAST_ATTACK}
 
 
 def _paint(plan: dict[str, list[str]]):
@@ -153,7 +153,7 @@ def test_config_errors(tmp_path: Path, tiny_sd_dir: Path, metric_cfg, tconf, mod
 
 TOY_ERR = {"name": "err", "config": {
     "device": "cpu", "concept": "circle", "target_limit": 8, "retain_limit": 8, "adversarial_limit": 4, "images_per_prompt": 3,
-    "attack": {"n_tokens": 20, "steps": 40, "topk": 32, "batch": 96}}}
+    "adversarial": "mma", "attack": {"n_tokens": 20, "steps": 40, "topk": 32, "batch": 96}}}
 
 
 @pytest.mark.slow

@@ -180,11 +180,17 @@ def test_same_meaning_same_key(name: str) -> None:
             data.pop("concept", None)
             cfg = cfg_cls.model_validate(data)
             assert cfg.concept == "square" and alias not in cfg.model_dump()
-    if "attack" in fields:
-        cfg = cfg_cls.model_validate({"steps": 7, "batch": 5})
-        assert (cfg.attack.steps, cfg.attack.batch_size) == (7, 5)
+    if "attack" in fields:  # flat attack keys land in the attack: block (err validates it against its adversarial)
+        extra = {"adversarial": "mma"} if "adversarial" in fields else {}
+        cfg = cfg_cls.model_validate({"n_tokens": 7, "n_candidates": 2, **extra})
+        attack = cfg.attack_settings() if hasattr(cfg, "attack_settings") else cfg.attack
+        assert (attack.n_tokens, attack.n_candidates) == (7, 2)
+        if "steps" in type(attack).model_fields:
+            cfg = cfg_cls.model_validate({"steps": 7, "batch": 5, **extra})
+            attack = cfg.attack_settings() if hasattr(cfg, "attack_settings") else cfg.attack
+            assert (attack.steps, attack.batch_size) == (7, 5)
         with pytest.raises(ValueError, match="both are set"):
-            cfg_cls.model_validate({"steps": 7, "attack": {"steps": 8}})
+            cfg_cls.model_validate({"n_tokens": 7, "attack": {"n_tokens": 8}})
 
 
 def test_detector_literal_is_shared() -> None:

@@ -329,12 +329,15 @@ def test_err_negation_retention_equals_eval_learns_clip_rule(tmp_path):
     """``retention_rule: negation`` with a CLIP judge: "an image of c" must beat "an image without c"."""
     cfg = {"output_dir": str(tmp_path / "o"), "technique": {"name": "none", "config": {"model_id": "toy", "device": "cpu"}},
            "metric": {"name": "err", "config": {"concept": "circle", "target_limit": 2, "retain_limit": 3, "adversarial_limit": 1,
-                                                "clip_model": "toy", "attack": {"steps": 2, "topk": 8, "batch_size": 8}}}}
+                                                "clip_model": "toy", "attack": {"population": 8, "generations": 3}}}}
     (tmp_path / "c.json").write_text(json.dumps(cfg))
     assert main(["run", str(tmp_path / "c.json"), "--no-progress"]) == 0
     rep = json.loads((tmp_path / "o" / "report.json").read_text())
     arm = rep["metrics"]["err"]["details"]["arms"]["retention"]
     assert "without" in arm["rule"]
+    robust = rep["metrics"]["err"]["details"]["arms"]["robustness"]  # the protocol's robustness prompts: Ring-A-Bell's
+    assert robust["source"].startswith("ring_a_bell attack") and robust["attack"]["algorithm"].startswith("ring-a-bell")
+    assert robust["attack"]["generations"] == 3 and rep["metrics"]["err"]["details"]["attack_steps_run"] == 3
     recs = [json.loads(line) for line in (tmp_path / "o" / "records.jsonl").read_text().splitlines()]
     ret = [r for r in recs if r["arm"] == "retention"]
     assert [r["passed"] for r in ret] == [r["cos_with"] > r["cos_without"] for r in ret]  # p0 > p1 ⟺ cos0 > cos1

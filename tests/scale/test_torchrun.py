@@ -138,3 +138,38 @@ def test_killed_rank_then_rerun_completes_from_cache(tmp_path, single_run) -> No
     assert _values(tmp_path / "killed") == _values(single_run)
     report = json.loads((tmp_path / "killed" / "report.json").read_text())
     assert report["images"]["reused"] >= made_before - 1  # finished images were not regenerated
+
+
+# ------------------------------------------------------------------ attacks split across ranks
+
+ATTACK_TARGETS = ["a red circle", "a blue circle", "a green circle", "a yellow circle"]
+
+
+def _attack_config(root: Path, name: str) -> Path:
+    cfg = {
+        "output_dir": str(root / name),
+        "cache_dir": str(root / f"{name}_cache"),
+        "batch_size": 2,
+        "technique": {"name": "none", "config": {"model_id": "toy", "device": "cpu"}},
+        "metric": {"name": "asr_ring_a_bell", "config": {"concept": "circle", "prompts": ATTACK_TARGETS, "images_per_prompt": 2,
+                                                         "attack": {"population": 16, "generations": 15}}},
+    }
+    p = root / f"{name}.json"
+    p.write_text(json.dumps(cfg))
+    return p
+
+
+def test_two_ranks_attack_each_target_once_and_match_single_process(tmp_path) -> None:
+    single = subprocess.run([sys.executable, "-m", "erasekit", "run", str(_attack_config(tmp_path, "single")), "--no-progress"],
+                            env=_env(), capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-3000:]
+    res = subprocess.run(_torchrun(_attack_config(tmp_path, "multi"), 29514), env=_env(), capture_output=True, text=True,
+                         timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert _values(tmp_path / "multi") == _values(tmp_path / "single")
+    entries = [json.loads(p.read_text()) for p in (tmp_path / "multi_cache" / "attacks").glob("*/*.json")]
+    assert sorted(e["key"]["target"] for e in entries) == sorted(ATTACK_TARGETS)  # one cache entry per target
+    assert sorted(e["written_by_rank"] for e in entries) == [0, 0, 1, 1]  # each rank computed its share
+    d = json.loads((tmp_path / "multi" / "report.json").read_text())["metrics"]["asr_ring_a_bell"]["details"]
+    assert d["attacks_computed"] == 2 and d["attack_cache_hits"] == 2  # rank 0: its two, then the other rank's two
+    assert d["attack_steps_run"] == 2 * 15

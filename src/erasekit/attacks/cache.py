@@ -133,8 +133,12 @@ class AttackCache:
         return result
 
     def put(self, payload: dict[str, Any], result: dict[str, Any]) -> Path:
+        import os
+
         path = self.path_for(payload)
-        atomic_write_json(path, {"format": CACHE_FORMAT, "key": json.loads(canonical_json(payload)), "result": result})
+        # which process computed it (a distributed run splits the attacks across ranks: the report can prove it)
+        atomic_write_json(path, {"format": CACHE_FORMAT, "key": json.loads(canonical_json(payload)), "result": result,
+                                 "written_by_rank": int(os.environ.get("RANK", "0") or 0)})
         return path
 
     def entries(self) -> list[dict[str, Any]]:

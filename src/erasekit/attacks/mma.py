@@ -61,19 +61,20 @@ text encoder (2 layers, width 256, 748-token vocabulary) needs far less:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
+from erasekit.attacks.base import Attack, AttackResult, progress_bar, rng_seed, short
 from erasekit.attacks.cache import AttackCache, text_encoder_fingerprint
 from erasekit.attacks.plan import AttackPlan
 from erasekit.attacks.settings import AttackSettings
+from erasekit.attacks.tokens import max_positions
 from erasekit.attacks.vocabulary import Vocabulary, banned_words_for
+from erasekit.registry import ATTACKS
 
-# AttackPlan, AttackSettings and banned_words_for are re-exported: the metrics import them from here.
+# AttackPlan, AttackResult, AttackSettings and banned_words_for are re-exported (older imports).
 __all__ = ["ATTACK_VERSION", "AttackPlan", "AttackResult", "AttackSettings", "MMAAttack", "banned_words_for"]
 
 log = logging.getLogger(__name__)
@@ -82,40 +83,15 @@ log = logging.getLogger(__name__)
 ATTACK_VERSION = "mma-gcg/1"
 
 
-@dataclass
-class AttackResult:
-    """One adversarial prompt: its text, tokens, final loss/cosine, and how it was obtained."""
+@ATTACKS.register("mma", description="MMA-Diffusion: GCG over tokens matching the target's pooled text embedding.",
+                  aliases=("mma_diffusion",))
+class MMAAttack(Attack):
+    """The attack on one text path (``text_encoder`` + ``tokenizer``), with the cache
+    (:class:`~erasekit.attacks.base.Attack`: ``attack(target, restart)``, counters)."""
 
-    target: str
-    prompt: str
-    token_ids: list[int]
-    loss: float
-    cosine: float
-    restart: int = 0
-    seed: int = 0
-    steps_run: int = 0  # steps executed by *this* call (0 when served from the cache)
-    cached: bool = False
-    seconds: float = 0.0  # search time when it was computed
-    init_prompt: str = ""
-    loss_curve: list[float] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-# ----------------------------------------------------------------------------- attack
-def _rng_seed(seed: int, restart: int) -> int:
-    d = hashlib.sha256(f"erasekit-mma:{int(seed)}:{int(restart)}".encode()).digest()
-    return int.from_bytes(d[:8], "big") & (2**63 - 1)
-
-
-class MMAAttack:
-    """The attack on one text path (``text_encoder`` + ``tokenizer``), with the cache.
-
-    ``attack(target, restart)`` returns an :class:`AttackResult`, from the cache
-    when possible. Counters: ``steps_run`` (GCG steps executed by this object),
-    ``cache_hits``, ``computed``.
-    """
+    name: ClassVar[str] = "mma"
+    version: ClassVar[str] = ATTACK_VERSION
+    reads_what: ClassVar[str] = "text_encoder"
 
     def __init__(
         self,
@@ -130,11 +106,9 @@ class MMAAttack:
     ) -> None:
         import torch
 
+        super().__init__(settings or AttackSettings(), cache, progress)
         self.te = text_encoder
         self.tokenizer = tokenizer
-        self.settings = settings or AttackSettings()
-        self.cache = cache
-        self.progress = progress
         self.eval_chunk = int(eval_chunk)
         self.curve_every = int(curve_every)
         emb = text_encoder.get_input_embeddings()
@@ -142,7 +116,7 @@ class MMAAttack:
         self.vocab = Vocabulary(tokenizer, banned, int(emb.weight.shape[0]))
         self.device = emb.weight.device
         self.dtype = emb.weight.dtype
-        max_pos = _max_positions(text_encoder, tokenizer)
+        max_pos = max_positions(text_encoder, tokenizer)
         if self.settings.n_tokens + 2 > max_pos:
             raise ValueError(
                 f"n_tokens={self.settings.n_tokens} does not fit the text encoder's {max_pos} positions "
@@ -152,9 +126,6 @@ class MMAAttack:
         mask[torch.tensor(self.vocab.allowed)] = False
         self._disallowed = mask.to(self.device)
         self.last_loss = float("nan")
-        self.steps_run = 0
-        self.cache_hits = 0
-        self.computed = 0
         self._fingerprint: str | None = None
 
     # ------------------------------------------------------------ identity
@@ -164,17 +135,16 @@ class MMAAttack:
             self._fingerprint = text_encoder_fingerprint(self.te, self.tokenizer)
         return self._fingerprint
 
-    def cache_payload(self, target: str, restart: int) -> dict[str, Any]:
+    def reads(self) -> dict[str, str]:
+        return {"encoder": self.fingerprint}
+
+    def params(self) -> dict[str, Any]:
         s = self.settings
-        return {
-            "attack": ATTACK_VERSION,
-            "encoder": self.fingerprint,
-            "target": target,
-            "params": {"n_tokens": s.n_tokens, "steps": s.steps, "topk": s.topk, "batch": s.batch_size,
-                       "banned": sorted(self.vocab.banned), "vocab": "ascii-printable"},
-            "seed": s.seed,
-            "restart": int(restart),
-        }
+        return {"n_tokens": s.n_tokens, "steps": s.steps, "topk": s.topk, "batch": s.batch_size,
+                "banned": sorted(self.vocab.banned), "vocab": "ascii-printable"}
+
+    def modules(self) -> list[Any]:
+        return [self.te]
 
     # ------------------------------------------------------------ encoder passes
     def _ids(self, body: Any) -> Any:
@@ -195,7 +165,7 @@ class MMAAttack:
     def target_embedding(self, target: str) -> Any:
         import torch
 
-        max_len = _max_positions(self.te, self.tokenizer)
+        max_len = max_positions(self.te, self.tokenizer)
         ids = self.tokenizer(target, truncation=True, max_length=max_len, return_tensors="pt")["input_ids"].to(self.device)
         with torch.no_grad():
             return self._pooled(ids)[0]
@@ -287,7 +257,7 @@ class MMAAttack:
         import torch
 
         s = self.settings
-        gen = torch.Generator().manual_seed(_rng_seed(s.seed, restart))
+        gen = torch.Generator().manual_seed(rng_seed("mma", s.seed, restart))
         t0 = time.perf_counter()
         target_emb = self.target_embedding(target)
         cur = self._initial(gen)
@@ -296,7 +266,7 @@ class MMAAttack:
         best, best_loss = cur.clone(), cur_loss
         curve = [round(cur_loss, 6)]
         k = min(s.topk, len(self.vocab.allowed))
-        bar = _progress(s.steps, f"MMA attack '{_short(target)}' #{restart}", self.progress)
+        bar = progress_bar(s.steps, f"MMA attack '{short(target)}' #{restart}", self.progress)
         try:
             for step in range(s.steps):
                 grad = self.gradient(cur, target_emb)
@@ -334,28 +304,6 @@ class MMAAttack:
             loss_curve=curve,
         )
 
-    def attack(self, target: str, restart: int = 0) -> AttackResult:
-        """The adversarial prompt for ``target`` (restart ``restart``), cached."""
-        payload = self.cache_payload(target, restart) if self.cache is not None else None
-        if self.cache is not None and payload is not None:
-            hit = self.cache.get(payload)
-            if hit is not None:
-                self.cache_hits += 1
-                fields = {k: hit[k] for k in AttackResult.__dataclass_fields__ if k in hit}
-                fields.update(target=target, restart=int(restart), seed=self.settings.seed, steps_run=0, cached=True)
-                return AttackResult(**fields)
-        res = self.search(target, restart)
-        self.computed += 1
-        log.info("MMA attack on %r (restart %d): cosine %.4f after %d steps in %.1fs: %r",
-                 target, restart, res.cosine, res.steps_run, res.seconds, res.prompt)
-        if self.cache is not None and payload is not None:
-            self.cache.put(payload, {k: v for k, v in res.as_dict().items() if k not in ("steps_run", "cached")})
-        return res
-
-    def attack_all(self, targets: Sequence[str], n_candidates: int = 1) -> list[AttackResult]:
-        """``n_candidates`` restarts for each target, target-major order."""
-        return [self.attack(t, j) for t in targets for j in range(int(n_candidates))]
-
     def describe(self) -> dict[str, Any]:
         """Protocol for a metric's details."""
         return {
@@ -367,28 +315,3 @@ class MMAAttack:
             "allowed_tokens": len(self.vocab.allowed),
             "text_encoder_fingerprint": self.fingerprint,
         }
-
-
-def _max_positions(text_encoder: Any, tokenizer: Any) -> int:
-    cfg = getattr(text_encoder, "config", None)
-    n = int(getattr(cfg, "max_position_embeddings", 77) or 77)
-    tok_max = getattr(tokenizer, "model_max_length", None)
-    if isinstance(tok_max, int) and 0 < tok_max < 100_000:
-        n = min(n, tok_max)
-    return n
-
-
-def _short(text: str, n: int = 24) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
-
-
-def _progress(total: int, desc: str, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover
-        return None
-    # disable=None: shown on a terminal, silent in logs/CI
-    return tqdm(total=total, desc=desc, leave=False, disable=None)
-

@@ -1,76 +1,48 @@
-"""The attacks a metric needs on one pipeline's text path: computed once, cached, split across ranks."""
+"""The attacks a metric needs: computed once, cached, split across ranks."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from erasekit.attacks.cache import AttackCache
-from erasekit.attacks.settings import AttackSettings
 
 if TYPE_CHECKING:
-    from erasekit.attacks.mma import AttackResult, MMAAttack
+    from erasekit.attacks.base import Attack, AttackResult
 
 
 class AttackPlan:
-    """The attacks a metric needs on one pipeline's text path, computed once and cached.
+    """The attacks a metric needs on one model, computed once and cached.
 
     ``jobs`` = (target, restart) for every target and ``n_candidates`` restarts.
     :meth:`prepare` computes a rank's share (``jobs[rank::world]``) into the shared
-    cache (the runner's precomputation hook, split across ranks); :meth:`results`
+    cache (the runner's precomputation hook, followed by a barrier); :meth:`results`
     returns every job's result, in job order, from memory, the cache, or a search.
-    Counters for the report: ``steps_run`` (GCG steps executed by this plan — 0 when
-    everything came from the cache), ``cache_hits`` and ``computed``.
-    The pipeline is only read (no image is generated); a text encoder in train mode
-    is put in eval mode for the search and restored afterwards.
+    ``make_attack(cache)`` builds the attack the first time one is needed (so a plan whose
+    results all come from a CSV never loads anything). Counters for the report:
+    ``steps_run`` (search steps executed by this plan — 0 when everything came from the
+    cache), ``cache_hits`` and ``computed``.
     """
 
-    def __init__(
-        self,
-        pipe: Any,
-        cache_dir: Any,
-        targets: Sequence[str],
-        settings: AttackSettings,
-        banned: Sequence[str],
-        n_candidates: int = 1,
-        progress: bool = True,
-    ) -> None:
-        from pathlib import Path
-
-        self.pipe = pipe
+    def __init__(self, make_attack: Callable[[AttackCache], Attack], cache_dir: str | Path, targets: Sequence[str],
+                 n_candidates: int = 1) -> None:
         self.jobs: list[tuple[str, int]] = [(t, j) for t in targets for j in range(int(n_candidates))]
         self.cache = AttackCache(Path(cache_dir) / "attacks")
-        self.settings = settings
-        self.banned = list(banned)
-        self.progress = progress
-        self._attack: MMAAttack | None = None
+        self._make = make_attack
+        self._attack: Attack | None = None
         self._done: dict[tuple[str, int], AttackResult] = {}
 
     @property
-    def attack(self) -> MMAAttack:
+    def attack(self) -> Attack:
         if self._attack is None:
-            from erasekit.attacks.mma import MMAAttack  # the search imports this module
-
-            if self.pipe is None or getattr(self.pipe, "text_encoder", None) is None:
-                raise RuntimeError("the MMA attack needs the model's text encoder (no pipeline in this context)")
-            self._attack = MMAAttack(self.pipe.text_encoder, self.pipe.tokenizer, settings=self.settings,
-                                     banned=self.banned, cache=self.cache, progress=self.progress)
+            self._attack = self._make(self.cache)
         return self._attack
 
     def _run(self, jobs: Sequence[tuple[str, int]]) -> None:
-        todo = [j for j in jobs if j not in self._done]
-        if not todo:
-            return
-        te = self.attack.te
-        was_training = bool(getattr(te, "training", False))
-        if was_training:
-            te.eval()
-        try:
-            for target, restart in todo:
-                self._done[(target, restart)] = self.attack.attack(target, restart)
-        finally:
-            if was_training:
-                te.train()
+        for job in jobs:
+            if job not in self._done:
+                self._done[job] = self.attack.attack(*job)
 
     def prepare(self, rank: int = 0, world: int = 1) -> None:
         self._run(self.jobs[rank::world])

@@ -120,3 +120,22 @@ class Vocabulary:
             return []
         return [list(x) for x in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
+
+
+def drop_banned_words(text: str, banned: Sequence[str], min_len: int = 3) -> str:
+    """``text`` without the words that contain a banned entry of ``min_len``+ characters ("a red
+    circle" → "a red"). Shorter entries (MMA's fragments "na", "ke") only ban *tokens*: as word
+    filters they would remove "name" or "bake"."""
+    words = [b.lower() for b in banned if len(b) >= min_len]
+    out = []
+    for w in text.split():
+        low = w.lower()
+        if any(b in low for b in words):
+            continue
+        out.append(w)
+    kept = " ".join(out)
+    # a banned phrase spanning words ("van gogh") is removed as a whole
+    for b in words:
+        if " " in b:
+            kept = " ".join(kept.lower().replace(b, " ").split()) if b in kept.lower() else kept
+    return kept

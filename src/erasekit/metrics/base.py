@@ -81,6 +81,11 @@ class MetricContext:
     cache_dir: Path
     variant: str = "erased"
     log: Any = None
+    #: fingerprint of the unedited base model: an attack that compares with it (P4D) or draws its
+    #: target images from it (UnlearnDiffAtk) knows whether ``pipe`` still is that model
+    base_fingerprint: str | None = None
+    #: whether the pipeline runs in half precision (a base model an attack loads again runs the same)
+    half_precision: bool = False
 
     @property
     def model_id(self) -> str:
