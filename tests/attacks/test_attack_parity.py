@@ -286,3 +286,50 @@ def test_ste_sample_forward_one_hot_backward_clipped() -> None:
     (one_hot * g).sum().backward()
     torch.testing.assert_close(probs.grad, g.clamp(-1, 1), rtol=0, atol=0)
     assert (g.abs() > 1).any()  # the clipping was exercised
+
+
+def test_p4d_loss_matches_official_mse_between_erased_and_base(tiny_unet) -> None:
+    """Official P4D loss = mean((ε_erased(x_t, t, c_adv) − ε_base(x_t, t, c_prompt))²), x_t = add_noise(z₀, ε, t)."""
+    from diffusers import DDIMScheduler
+
+    from erasekit.attacks.p4d import p4d_loss
+
+    sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                          set_alpha_to_one=False, steps_offset=1)
+    ac = sched.alphas_cumprod
+    torch.manual_seed(1)
+    erased = copy.deepcopy(tiny_unet)
+    with torch.no_grad():
+        for p in erased.parameters():
+            p.add_(0.05 * torch.randn_like(p))  # an "edited" UNet: differs from the base
+    base64, erased64 = copy.deepcopy(tiny_unet).double(), copy.deepcopy(erased).double()
+    gen = torch.Generator().manual_seed(3)
+    z0 = torch.randn(1, 4, 8, 8, generator=gen)
+    c_adv, c_prompt = torch.randn(1, 77, 256, generator=gen), torch.randn(1, 77, 256, generator=gen)
+    for t in (0, 500, 999):
+        noise = torch.randn(1, 4, 8, 8, generator=gen)
+        x64 = sched.add_noise(z0.double(), noise.double(), torch.tensor([t]))  # diffusers' add_noise, as the official
+        tt = torch.tensor([t])
+        with torch.no_grad():
+            official = ((erased64(x64, tt, encoder_hidden_states=c_adv.double()).sample
+                         - base64(x64, tt, encoder_hidden_states=c_prompt.double()).sample) ** 2).mean()
+            ours = p4d_loss(erased, tiny_unet, z0, noise, t, ac, c_adv, c_prompt)
+            swapped = p4d_loss(erased, tiny_unet, z0, noise, t, ac, c_prompt, c_adv)
+        torch.testing.assert_close(ours.double(), official, rtol=1e-4, atol=1e-7)
+        assert abs(float(swapped) - float(official)) > 1e-6  # which model reads which conditioning matters
+    # the base prediction is a constant target: gradients reach c_adv only
+    c = c_adv.clone().requires_grad_(True)
+    p4d_loss(erased, tiny_unet, z0, torch.randn(1, 4, 8, 8, generator=gen), 300, ac, c, c_prompt).backward()
+    assert c.grad is not None and float(c.grad.abs().sum()) > 0
+    assert all(p.grad is None for p in tiny_unet.parameters())
+
+
+def test_p4d_k_layout_is_one_learnable_token_before_every_k() -> None:
+    """Official P4D-K: content position i is learnable iff i mod (K+1) == 0; L + floor(L/K) + 1 positions."""
+    from erasekit.attacks.p4d import k_layout
+
+    for n, k in ((7, 3), (6, 3), (1, 3), (10, 2)):
+        lay = k_layout(n, k)
+        assert len(lay) == n + n // k + 1 and sum(not x for x in lay) == n
+        assert [i for i, x in enumerate(lay) if x] == [i for i in range(len(lay)) if i % (k + 1) == 0]
+    assert k_layout(7, 3) == [True, False, False, False, True, False, False, False, True, False]
