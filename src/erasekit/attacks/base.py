@@ -71,8 +71,6 @@ class Attack(ABC):
     #: changes, so that old cache entries stop matching
     name: ClassVar[str] = "attack"
     version: ClassVar[str] = "attack/0"
-    #: "text_encoder" (reads only the text path) or "model" (back-propagates through the UNet)
-    reads_what: ClassVar[str] = "text_encoder"
 
     def __init__(self, settings: Any, cache: AttackCache | None = None, progress: bool = True) -> None:
         self.settings = settings

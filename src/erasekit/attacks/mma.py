@@ -91,7 +91,6 @@ class MMAAttack(Attack):
 
     name: ClassVar[str] = "mma"
     version: ClassVar[str] = ATTACK_VERSION
-    reads_what: ClassVar[str] = "text_encoder"
 
     def __init__(
         self,

@@ -87,7 +87,6 @@ class P4DAttack(Attack):
 
     name: ClassVar[str] = "p4d"
     version: ClassVar[str] = ATTACK_VERSION
-    reads_what: ClassVar[str] = "model"
 
     def __init__(self, pipe: Any, base: Callable[[], Any], model_fingerprint: str, base_fingerprint: str,
                  target_of: Callable[[str], torch.Tensor], target_identity: dict[str, Any], settings: P4DSettings | None = None,

@@ -117,7 +117,6 @@ class RingABellAttack(Attack):
 
     name: ClassVar[str] = "ring_a_bell"
     version: ClassVar[str] = ATTACK_VERSION
-    reads_what: ClassVar[str] = "text_encoder"
 
     def __init__(self, text_encoder: Any, tokenizer: Any, concept: str, pairs: Sequence[tuple[str, str]] | None = None,
                  settings: RingABellSettings | None = None, banned: Sequence[str] = (), cache: AttackCache | None = None,
@@ -137,6 +136,13 @@ class RingABellAttack(Attack):
         self._allowed = torch.tensor(self.vocab.allowed, dtype=torch.long)
         self._vector: torch.Tensor | None = None
         self._fingerprint: str | None = None
+
+    @classmethod
+    def for_pipe(cls, pipe: Any, concept: str, settings: RingABellSettings, banned: Sequence[str], cache: AttackCache | None,
+                 pairs_field: str = "attack.pairs_path") -> RingABellAttack:
+        """The attack on ``pipe``'s text path, with the concept pairs of ``settings.pairs_path`` (else the templates)."""
+        pairs = read_pairs(settings.pairs_path, pairs_field) if settings.pairs_path else None
+        return cls(pipe.text_encoder, pipe.tokenizer, concept, pairs, settings=settings, banned=banned, cache=cache)
 
     # ------------------------------------------------------------ identity
     def reads(self) -> dict[str, str]:

@@ -99,7 +99,6 @@ class UnlearnDiffAtk(Attack):
 
     name: ClassVar[str] = "unlearndiffatk"
     version: ClassVar[str] = ATTACK_VERSION
-    reads_what: ClassVar[str] = "model"
 
     def __init__(self, pipe: Any, model_fingerprint: str, target_of: Callable[[str], torch.Tensor],
                  target_identity: dict[str, Any], settings: UnlearnDiffAtkSettings | None = None, banned: Sequence[str] = (),

@@ -29,7 +29,6 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from erasekit.attacks.ring_a_bell import read_pairs
 from erasekit.attacks.settings import RingABellSettings
 from erasekit.metrics.adversarial import AdversarialConfig, AttackMetric
 from erasekit.metrics.common import require_file
@@ -69,7 +68,5 @@ class AsrRingABell(AttackMetric[RingABellConfig]):
 
     def make_attack(self, cache: Any) -> Any:
         pipe = self.require_pipe("text_encoder", "tokenizer")
-        a = self.config.attack
-        pairs = read_pairs(a.pairs_path, self.field("attack.pairs_path")) if a.pairs_path else None
-        return ATTACKS.get("ring_a_bell")(pipe.text_encoder, pipe.tokenizer, self.concept, pairs, settings=a,
-                                          banned=self.banned(), cache=cache)
+        return ATTACKS.get("ring_a_bell").for_pipe(pipe, self.concept, self.config.attack, self.banned(), cache,
+                                                   self.field("attack.pairs_path"))
