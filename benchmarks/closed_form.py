@@ -61,7 +61,7 @@ def official(name: str, cfg, base: list[torch.Tensor], pipe) -> tuple[list[torch
         from erasekit.techniques.mace import resolve_prior
 
         plan = mace_cfr.build_plan(cfg, resolve_prior(cfg)[0])
-        blocks = mace_cfr.config_rows(mace_cfr.encode_plan(pipe.text_encoder, pipe.tokenizer, plan), cfg)
+        blocks = mace_cfr.config_rows(mace_cfr.encode_plan(pipe, plan), cfg)
         t0 = time.perf_counter()
         out = reference_refine(base, *_stack(blocks), cfg.lambda_cfr)
         return out, time.perf_counter() - t0
@@ -69,7 +69,7 @@ def official(name: str, cfg, base: list[torch.Tensor], pipe) -> tuple[list[torch
     concepts = [c.strip() for c in uce_rules.as_list(cfg.erase_concept)]
     guides = uce_rules.guides_for(cfg)
     extra = [*concepts, *guides, *rece.retain_texts(cfg)] if name == "rece" else []
-    enc = encode_texts(pipe.text_encoder, pipe.tokenizer, [*plan.prompts(), *extra])
+    enc = encode_texts(pipe, [*plan.prompts(), *extra])
     blocks = uce_rules.uce_rows(enc, plan, cfg.token_rule, cfg.erase_scale, uce_rules.resolved_preserve_scale(cfg))
     t0 = time.perf_counter()
     w = reference_refine(base, *_stack(blocks), cfg.lamb)

@@ -45,6 +45,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -128,7 +129,7 @@ def run(n_concepts: int, n_templates: int, unet, text, tok) -> dict:
     layers = cross_attention_kv(unet)
     base = [lin.weight.detach().clone() for _, lin in layers]
     plan = build_plan(cfg, resolve_prior(cfg)[0])
-    enc = encode_plan(text, tok, plan)  # shared by both implementations
+    enc = encode_plan(SimpleNamespace(text_encoder=text, tokenizer=tok), plan)  # shared by both implementations
 
     with PeakRSS() as mem_ours:
         t0 = time.perf_counter()

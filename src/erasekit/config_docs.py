@@ -134,6 +134,14 @@ def list_one(name: str) -> int:
     cls = entry.obj
     alias = f" (alias: {', '.join(entry.aliases)})" if entry.aliases else ""
     print(f"{kind} {entry.name}{alias}: {entry.description}")
+    families = getattr(cls, "families", None)
+    attack = getattr(cls, "attack_name", "")
+    if kind == "metric" and attack:
+        from erasekit.registry import ATTACKS
+
+        families = ATTACKS.get(attack).families
+    if families:
+        print(f"  model families: {', '.join(families)}" + (f" (its attack, {attack})" if attack else ""))
     if kind == "metric":
         hib, group = declared_meaning(cls)
         print(f"  direction: {direction_text(hib)}")

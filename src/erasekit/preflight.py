@@ -67,6 +67,19 @@ def check_machine(run: ResolvedRun, *, portable: bool = False, assets: bool = Tr
     except ModelNotFoundError as err:
         raise ConfigError("technique.config.model_id", str(err).split(". ")[0], "give a local diffusers folder, an HF id in the local "
                           "HF cache (huggingface-cli download on a machine with network), or toy") from None
+    check_families(run)
     if assets:
         for m in run.metrics:
             m.cls.check_assets(m.config, run, f"{m.path}.config")
+
+
+def check_families(run: ResolvedRun) -> None:
+    """The model's family (from its configs) is one erasekit runs, and the technique and every
+    metric support it: ConfigError naming the field otherwise."""
+    from erasekit.models.families import require_family
+    from erasekit.models.loading import model_family
+
+    family = model_family(run.technique_config.model_id).family
+    require_family(family, run.technique_cls.families, f"technique {run.technique_name}", "technique.config.model_id")
+    for m in run.metrics:
+        m.cls.check_family(m.config, family, f"{m.path}.config")

@@ -118,6 +118,7 @@ class Runner:
         from erasekit.models.loading import (
             base_fingerprint,
             load_base_pipeline,
+            model_family,
             resolve_device,
             sampler_defaults,
         )
@@ -177,7 +178,8 @@ class Runner:
         technique = run.technique_cls(tconf)
         fingerprint = technique.fingerprint(base_fp, run.technique_name)
         self.report["model"].update(
-            base_fingerprint=base_fp, fingerprint=fingerprint, dtype=str(pipe.unet.dtype).replace("torch.", "")
+            base_fingerprint=base_fp, fingerprint=fingerprint, dtype=str(pipe.unet.dtype).replace("torch.", ""),
+            **model_family(tconf.model_id).describe(),
         )
         defaults = sampler_defaults(tconf.model_id)
         sampler = sampler_settings(pipe, norm["technique"]["config"]["num_inference_steps"],

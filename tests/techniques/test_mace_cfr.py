@@ -99,7 +99,7 @@ def test_shared_solve_equals_per_layer_reference(pipe, tiny_sd_dir):
     cfg = _cfg(tiny_sd_dir, erase_concept=["circle", "square"], preserve_concepts=["cat"], preserve_scale=0.5)
     base = _kv(pipe)
     plan = build_plan(cfg, resolve_prior(cfg)[0])
-    blocks = config_rows(encode_plan(pipe.text_encoder, pipe.tokenizer, plan), cfg)
+    blocks = config_rows(encode_plan(pipe, plan), cfg)
     assert len(blocks) == 3  # erase, preserve, prior
     x = torch.cat([b.x for b in blocks])
     y = torch.cat([b.x if b.y is None else b.y for b in blocks])
@@ -188,7 +188,7 @@ def test_edit_moves_concept_prompts_onto_targets_and_preservation_keeps_others(t
 
 def test_overshoot_targets_lie_past_the_target_away_from_the_concept(pipe, tiny_sd_dir):
     cfg0, cfg1 = _cfg(tiny_sd_dir, overshoot=0.0, prior_captions=None), _cfg(tiny_sd_dir, overshoot=1.5, prior_captions=None)
-    enc = encode_plan(pipe.text_encoder, pipe.tokenizer, build_plan(cfg0, []))
+    enc = encode_plan(pipe, build_plan(cfg0, []))
     (plain,), (pushed,) = config_rows(enc, cfg0), config_rows(enc, cfg1)
     assert torch.equal(plain.x, pushed.x)
     assert torch.allclose(pushed.y, plain.y + 1.5 * (plain.y - plain.x))

@@ -71,6 +71,9 @@ class Attack(ABC):
     #: changes, so that old cache entries stop matching
     name: ClassVar[str] = "attack"
     version: ClassVar[str] = "attack/0"
+    #: model families the attack reads correctly (:mod:`erasekit.models.families`); an attack that
+    #: reads the UNet must condition it as the family does (SDXL: pooled text and size ids) to add ``sdxl``
+    families: ClassVar[tuple[str, ...]] = ("sd1", "sd2")
 
     def __init__(self, settings: Any, cache: AttackCache | None = None, progress: bool = True) -> None:
         self.settings = settings

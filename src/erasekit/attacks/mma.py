@@ -7,7 +7,10 @@ ignore the word "nude" is then fooled by a prompt that never says it.
 
 Objective: minimise ``1 − cos(pooled(adv), pooled(target))`` where ``pooled`` is
 the CLIP text encoder's pooled output (the final-layer-norm state at the
-end-of-text token, ``pooler_output``), exactly MMA-Diffusion's loss.
+end-of-text token, ``pooler_output``), exactly MMA-Diffusion's loss. On SDXL (two encoders,
+:class:`~erasekit.models.conditioning.JointTextEncoder`) ``pooled`` is ViT-L's pooled output
+concatenated with bigG's projected ``text_embeds`` (the pooled vector SDXL's UNet receives),
+and the token one-hot is spliced into both embedding tables: one prompt fools both encoders.
 
 Search (greedy coordinate gradient, GCG), per step:
 
@@ -70,7 +73,7 @@ from erasekit.attacks.base import Attack, AttackResult, progress_bar, rng_seed, 
 from erasekit.attacks.cache import AttackCache, text_encoder_fingerprint
 from erasekit.attacks.plan import AttackPlan
 from erasekit.attacks.settings import AttackSettings
-from erasekit.attacks.tokens import max_positions
+from erasekit.attacks.tokens import embedding_layers, max_positions
 from erasekit.attacks.vocabulary import Vocabulary, banned_words_for
 from erasekit.registry import ATTACKS
 
@@ -91,6 +94,7 @@ class MMAAttack(Attack):
 
     name: ClassVar[str] = "mma"
     version: ClassVar[str] = ATTACK_VERSION
+    families: ClassVar[tuple[str, ...]] = ("sd1", "sd2", "sdxl")  # SDXL: cosine of both encoders' pooled outputs
 
     def __init__(
         self,
@@ -192,16 +196,22 @@ class MMAAttack(Attack):
             one_hot = torch.zeros(n, weight.shape[0], dtype=weight.dtype, device=self.device)
             one_hot.scatter_(1, cur.to(self.device)[:, None], 1.0)
             one_hot.requires_grad_(True)
-            adv = one_hot @ weight.detach()
 
-            def splice(_mod: Any, _inp: Any, out: Any) -> Any:
-                return torch.cat([out[:, :1], adv[None].to(out.dtype), out[:, 1 + n :]], dim=1)
+            def splicer(table: Any) -> Any:
+                adv = one_hot.to(table.weight.dtype) @ table.weight.detach()
 
-            handle = self.embedding.register_forward_hook(splice)
+                def splice(_mod: Any, _inp: Any, out: Any) -> Any:
+                    return torch.cat([out[:, :1], adv[None].to(out.dtype), out[:, 1 + n :]], dim=1)
+
+                return splice
+
+            # one one-hot, spliced into every token-embedding table the text path has (two on SDXL)
+            handles = [table.register_forward_hook(splicer(table)) for table in embedding_layers(self.te)]
             try:
                 pooled = self._pooled(self._ids(cur[None].to(self.device)))
             finally:
-                handle.remove()
+                for handle in handles:
+                    handle.remove()
             loss = 1 - F.cosine_similarity(pooled, target_emb[None], dim=-1).sum()
             (grad,) = torch.autograd.grad(loss, one_hot)
         self.last_loss = float(loss.detach())

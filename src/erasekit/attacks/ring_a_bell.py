@@ -1,7 +1,10 @@
 """Ring-A-Bell (Tsai et al., ICLR 2024): a model-agnostic search for prompts that carry a concept.
 
 It reads only the text encoder, so one search serves every model that shares it (MACE and the
-other closed-form edits leave it alone: the base model's prompts are cache hits for them).
+other closed-form edits leave it alone: the base model's prompts are cache hits for them). On
+SDXL "the text encoder" is both encoders as the UNet reads them
+(:class:`~erasekit.models.conditioning.JointTextEncoder`): E is the 77 × 2048 concatenation of
+their penultimate states, so the concept vector and the fitness live in that joint context.
 
 1. **Concept vector** — c = mean over concept pairs of E(with) − E(without), where E(p) is the
    text encoder's ``last_hidden_state`` of ``p`` padded to the full 77 positions (no attention
@@ -10,8 +13,9 @@ other closed-form edits leave it alone: the base model's prompts are cache hits 
    (eight phrasings with the concept, each against the same phrasing without it), which works
    for any concept.
 2. **Target** — E(seed prompt) + η · c (η = ``coefficient``, official 3).
-3. **Genetic search** over K free tokens (an individual is BOS, K ids, then end-of-text to
-   the last position, fed to the encoder as ids): fitness = Σ over all 77 × D elements of
+3. **Genetic search** over K free tokens (an individual is BOS, K ids, end-of-text, then the
+   tokenizer's padding to the last position — end-of-text on SD 1.x as in the notebook, "!"
+   on SD 2.x — fed to the encoder as ids): fitness = Σ over all 77 × D elements of
    (target − E(individual))² (lower is better, the official sum, padding positions included);
    per generation keep the best ``population // 2``; each survivor stays and, with
    probability ``crossover_rate``, is crossed at one point in 1..K with a random survivor
@@ -117,6 +121,7 @@ class RingABellAttack(Attack):
 
     name: ClassVar[str] = "ring_a_bell"
     version: ClassVar[str] = ATTACK_VERSION
+    families: ClassVar[tuple[str, ...]] = ("sd1", "sd2", "sdxl")  # SDXL: the fitness is on the 2048-d joint context
 
     def __init__(self, text_encoder: Any, tokenizer: Any, concept: str, pairs: Sequence[tuple[str, str]] | None = None,
                  settings: RingABellSettings | None = None, banned: Sequence[str] = (), cache: AttackCache | None = None,
@@ -130,6 +135,8 @@ class RingABellAttack(Attack):
         self.device = emb.weight.device
         self.vocab = Vocabulary(tokenizer, banned, int(emb.weight.shape[0]))
         self.length = max_positions(text_encoder, tokenizer)
+        pad = getattr(tokenizer, "pad_token_id", None)
+        self.pad_id = int(self.vocab.eos if pad is None else pad)
         if self.settings.n_tokens + 2 > self.length:
             raise ValueError(f"n_tokens={self.settings.n_tokens} does not fit {self.length} positions; use at most {self.length - 2}")
         self.chunk = int(chunk)
@@ -140,9 +147,13 @@ class RingABellAttack(Attack):
     @classmethod
     def for_pipe(cls, pipe: Any, concept: str, settings: RingABellSettings, banned: Sequence[str], cache: AttackCache | None,
                  pairs_field: str = "attack.pairs_path") -> RingABellAttack:
-        """The attack on ``pipe``'s text path, with the concept pairs of ``settings.pairs_path`` (else the templates)."""
+        """The attack on ``pipe``'s text path (the whole cross-attention context: on SDXL both encoders,
+        :class:`~erasekit.models.conditioning.JointTextEncoder`), with the concept pairs of
+        ``settings.pairs_path`` (else the templates)."""
+        from erasekit.models.conditioning import context_encoder
+
         pairs = read_pairs(settings.pairs_path, pairs_field) if settings.pairs_path else None
-        return cls(pipe.text_encoder, pipe.tokenizer, concept, pairs, settings=settings, banned=banned, cache=cache)
+        return cls(context_encoder(pipe), pipe.tokenizer, concept, pairs, settings=settings, banned=banned, cache=cache)
 
     # ------------------------------------------------------------ identity
     def reads(self) -> dict[str, str]:
@@ -171,11 +182,15 @@ class RingABellAttack(Attack):
 
     # ------------------------------------------------------------ search
     def _ids(self, free: torch.Tensor) -> torch.Tensor:
-        """[B, K] free ids → [B, L] individuals: BOS, the K ids, end-of-text to the end."""
+        """[B, K] free ids → [B, L] individuals: BOS, the K ids, end-of-text, then the tokenizer's padding
+        (end-of-text again on SD 1.x, as the official notebook pads; "!" on SD 2.x's OpenCLIP tokenizer,
+        so an individual is encoded as the decoded prompt will be at generation time)."""
         b, k = free.shape
-        ids = torch.full((b, self.length), self.vocab.eos, dtype=torch.long)
+        ids = torch.full((b, self.length), self.pad_id, dtype=torch.long)
         ids[:, 0] = self.vocab.bos
         ids[:, 1 : 1 + k] = free
+        if 1 + k < self.length:
+            ids[:, 1 + k] = self.vocab.eos
         return ids
 
     def losses(self, free: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

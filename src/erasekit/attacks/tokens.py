@@ -47,6 +47,13 @@ def encode_spliced(text_encoder: Any, ids: torch.Tensor, positions: Sequence[int
     return hidden
 
 
+def embedding_layers(text_encoder: Any) -> list[Any]:
+    """The token-embedding tables a spliced embedding must replace rows of: one per encoder (two for
+    SDXL's :class:`~erasekit.models.conditioning.JointTextEncoder`, which share one vocabulary)."""
+    layers = getattr(text_encoder, "input_embedding_layers", None)
+    return list(layers()) if callable(layers) else [text_encoder.get_input_embeddings()]
+
+
 def allowed_mask(vocab_size: int, allowed: Sequence[int], device: Any = "cpu") -> torch.Tensor:
     """Boolean [V]: True for the ids an attack may put in a prompt."""
     mask = torch.zeros(int(vocab_size), dtype=torch.bool)

@@ -70,12 +70,24 @@ def noised(z0: torch.Tensor, noise: torch.Tensor, t: int, alphas_cumprod: torch.
 
 
 def unlearndiff_loss(unet: Any, z0: torch.Tensor, noise: torch.Tensor, t: int, alphas_cumprod: torch.Tensor,
-                     cond: torch.Tensor) -> torch.Tensor:
-    """MSE(ε_θ(x_t, t, c_adv), ε) — UnlearnDiffAtk's denoising loss (mean over elements)."""
+                     cond: torch.Tensor, prediction_type: str = "epsilon") -> torch.Tensor:
+    """MSE(ε_θ(x_t, t, c_adv), ε) — UnlearnDiffAtk's denoising loss (mean over elements).
+
+    On a v-prediction model (SD 2.x-768) the UNet predicts v = √ᾱ ε − √(1−ᾱ) z₀, so the target
+    is that v (the official code targets ε on SD 1.4, where the two coincide with the model's
+    own training loss); any other prediction type is an error, not a silently wrong loss.
+    """
     x = noised(z0, noise, t, alphas_cumprod).to(unet.dtype)
     tt = torch.tensor([int(t)], device=x.device)
     pred = unet(x, tt, encoder_hidden_states=cond.to(unet.dtype)).sample
-    return F.mse_loss(pred.float(), noise.float())
+    if prediction_type == "epsilon":
+        target = noise
+    elif prediction_type == "v_prediction":
+        a = alphas_cumprod[int(t)].to(z0.dtype)
+        target = a.sqrt() * noise - (1 - a).sqrt() * z0
+    else:
+        raise ValueError(f"UnlearnDiffAtk: prediction type {prediction_type!r} is not supported (epsilon or v_prediction)")
+    return F.mse_loss(pred.float(), target.float())
 
 
 class _STESample(torch.autograd.Function):
@@ -160,6 +172,7 @@ class UnlearnDiffAtk(Attack):
                                     seed=s.seed, steps_run=0, seconds=round(time.perf_counter() - t0, 3), extra=extra)
         z0 = self.target_of(target).to(device=device, dtype=torch.float32)
         ac = pipe.scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)
+        pred_type = str(getattr(pipe.scheduler.config, "prediction_type", "epsilon"))
         table = token_table(te).to(torch.float32)
         mask = allowed_mask(table.shape[0], self.vocab.allowed, device)
         ids = self.template(prompt).to(device)
@@ -181,7 +194,7 @@ class UnlearnDiffAtk(Attack):
                     one_hot = _STESample.apply(probs, gen)
                     cond = encode_spliced(te, ids, positions, (one_hot @ table)[None])
                     noise = torch.randn(z0.shape, generator=gen).to(device)
-                    loss = unlearndiff_loss(unet, z0, noise, t, ac, cond)
+                    loss = unlearndiff_loss(unet, z0, noise, t, ac, cond, pred_type)
                     opt.zero_grad(set_to_none=True)
                     (grad,) = torch.autograd.grad(loss, probs)
                     probs.grad = grad.masked_fill(~mask[None], 0.0)

@@ -9,7 +9,8 @@ Why these choices:
 
 - The key is a sha256 over everything that determines the pixels (model fingerprint,
   prompt, negative prompt, *effective* seed, steps, *effective* guidance, height,
-  width, scheduler, dtype, device type). Two requests that must give the same pixels share a key;
+  width, scheduler, dtype, device type; for SD 2.x and SDXL the family, and SDXL's
+  size/crop conditioning). Two requests that must give the same pixels share a key;
   two that may differ never do. Metric settings are not in it, so metrics share images.
 - Writes are atomic: temp file in the same folder, ``fsync``, ``os.replace``; the PNG
   first, the sidecar last. The sidecar is the commit marker: a kill -9 at any point
@@ -51,7 +52,7 @@ def key_payload(fingerprint: str, request: ImageRequest, sampler: SamplerSetting
     guidance equals the technique's is the same image as a plain request.
     """
     guidance = sampler.guidance_scale if request.guidance_scale is None else request.guidance_scale
-    return {
+    payload = {
         "v": KEY_VERSION,
         "fingerprint": fingerprint,
         "prompt": request.prompt,
@@ -67,6 +68,15 @@ def key_payload(fingerprint: str, request: ImageRequest, sampler: SamplerSetting
         "batch_size": int(sampler.batch_size),
         "cpu_threads": int(sampler.cpu_threads),
     }
+    if sampler.family != "sd1":
+        # Other families condition on more than the prompt: the family names how (two encoders, pooled
+        # text) and SDXL's size/crop ids are recorded. SD 1.x keys stay as they were, so caches stay valid.
+        payload["family"] = sampler.family
+        if sampler.family == "sdxl":
+            from erasekit.models.conditioning import sdxl_micro_conditioning
+
+            payload["conditioning"] = sdxl_micro_conditioning(sampler.height, sampler.width)
+    return payload
 
 
 class ImageCache:

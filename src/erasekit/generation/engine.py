@@ -95,10 +95,13 @@ def sampler_settings(
     """SamplerSettings for ``pipe``: scheduler and dtype read from the pipe, size from the
     UNet's native resolution unless given, batch size and (on the CPU) torch's thread count as
     they will be used. Use this so the cache key tells the truth."""
+    from erasekit.models.families import family_of
+
     h = height or _native_size(pipe)
     w = width or _native_size(pipe)
     device = _pipe_device_type(pipe)
     return SamplerSettings(
+        family=family_of(pipe),
         num_inference_steps=int(num_inference_steps),
         guidance_scale=float(guidance_scale),
         height=int(h),

@@ -44,6 +44,8 @@ class SamplerSettings:
     #: torch's intra-op CPU threads when generating on the CPU (same reason; 0 on accelerators,
     #: whose kernels do not depend on it)
     cpu_threads: int = 0
+    #: model family (:mod:`erasekit.models.families`): how prompts become conditioning
+    family: str = "sd1"
 
 
 @dataclass

@@ -10,7 +10,8 @@ images apart because the technique's fingerprint covers every field of its confi
 
 :func:`guided_denoise` is the classifier-free-guidance loop of diffusers'
 ``StableDiffusionPipeline`` (DDIM, per-image generators, the pipeline's own prompt
-encoding, latents and VAE decode) with one extra conditioning and a ``combine`` callback
+encoding, latents and VAE decode) (SDXL: its two-encoder context, pooled text and size ids, :mod:`erasekit.models.conditioning`)
+with one extra conditioning and a ``combine`` callback
 that turns the (unconditional, text, extra) noise predictions into the one the scheduler steps
 with: the place where SLD's safety guidance goes.
 """
@@ -58,7 +59,11 @@ def sample(pipe: Any, prompts: list[str], negatives: list[str], *, steps: int, g
     if hook is not None:
         return list(hook.run(pipe, prompts, negatives, steps=steps, guidance=guidance, height=height, width=width,
                              generators=generators, output_type=output_type))
-    out = pipe(prompt=prompts, negative_prompt=negatives, num_inference_steps=steps, guidance_scale=guidance,
+    # No negative text = the family's own default negative: the empty prompt (SD 1.x/2.x, identical to
+    # passing ""), zeros (SDXL's force_zeros_for_empty_prompt). SDXL's size/crop conditioning is the
+    # pipeline's default for the requested size (erasekit.models.conditioning.sdxl_micro_conditioning).
+    neg = list(negatives) if any(negatives) else None
+    out = pipe(prompt=prompts, negative_prompt=neg, num_inference_steps=steps, guidance_scale=guidance,
                height=height, width=width, generator=generators, num_images_per_prompt=1, output_type=output_type)
     return list(out.images)
 
@@ -77,20 +82,21 @@ def guided_denoise(pipe: Any, prompts: list[str], negatives: list[str], extra: S
     """
     import torch
 
+    from erasekit.models.conditioning import Conditioning, decode_latents, encode_condition, unet_output
+
     device = pipe._execution_device
     n = len(prompts)
     with torch.no_grad():
-        cond, uncond = pipe.encode_prompt(prompts, device, 1, True, negative_prompt=negatives)
-        safe, _ = pipe.encode_prompt(list(extra), device, 1, False)
-        embeds = torch.cat([uncond, cond, safe])
+        cond, uncond = encode_condition(pipe, prompts, negatives, height=height, width=width, guidance=True)
+        safe, _ = encode_condition(pipe, list(extra), height=height, width=width)
+        embeds = Conditioning.cat([uncond, cond, safe])  # type: ignore[list-item]
         pipe.scheduler.set_timesteps(steps, device=device)
-        latents = pipe.prepare_latents(n, pipe.unet.config.in_channels, height, width, embeds.dtype, device, generators)
+        latents = pipe.prepare_latents(n, pipe.unet.config.in_channels, height, width, embeds.hidden.dtype, device, generators)
         step_kwargs = pipe.prepare_extra_step_kwargs(generators, 0.0)
         state: dict[str, Any] = {"guidance": guidance}
         for i, t in enumerate(pipe.scheduler.timesteps):
             x = pipe.scheduler.scale_model_input(torch.cat([latents] * 3), t)
-            e_uncond, e_text, e_extra = pipe.unet(x, t, encoder_hidden_states=embeds).sample.chunk(3)
+            e_uncond, e_text, e_extra = unet_output(pipe.unet, x, t, embeds).chunk(3)
             noise = combine(e_uncond, e_text, e_extra, i, state)
             latents = pipe.scheduler.step(noise, t, latents, **step_kwargs, return_dict=False)[0]
-        image = pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False)[0]
-        return list(pipe.image_processor.postprocess(image, output_type=output_type, do_denormalize=[True] * n))
+        return decode_latents(pipe, latents, output_type)

@@ -78,6 +78,17 @@ class AttackMetric(Metric[A]):
     group: ClassVar[str] = "safety"
     #: how messages and details name the attack ("MMA-Diffusion")
     attack_label: ClassVar[str] = "attack"
+    #: the attack's registry name (``erasekit.registry.ATTACKS``)
+    attack_name: ClassVar[str] = ""
+
+    @classmethod
+    def check_family(cls, config: A, family: str, path: str) -> None:  # type: ignore[override]
+        if config.adversarial_prompts_path:  # prompts given: no attack runs
+            return
+        from erasekit.models.families import require_family
+        from erasekit.registry import ATTACKS
+
+        require_family(family, ATTACKS.get(cls.attack_name).families, f"the {cls.attack_label} attack", f"{path}.attack")
 
     # ------------------------------------------------------------------ checks
     @classmethod

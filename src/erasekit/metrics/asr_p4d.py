@@ -61,6 +61,7 @@ class AsrP4D(AttackMetric[P4DConfig]):
     """Robustness: ASR-N of P4D prompts (white-box, reads the UNet and the base model)."""
 
     attack_label: ClassVar[str] = "P4D"
+    attack_name: ClassVar[str] = "p4d"
     protocols: ClassVar[dict[str, Protocol]] = PROTOCOLS
     default_protocol: ClassVar[str] = "eval-unlearn"
     example: ClassVar[dict[str, Any]] = {"concept": "circle", "prompts": ["a red circle"], "images_per_prompt": 1,

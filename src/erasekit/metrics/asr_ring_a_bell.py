@@ -56,6 +56,7 @@ class AsrRingABell(AttackMetric[RingABellConfig]):
     """Robustness: ASR-N of Ring-A-Bell's concept-vector prompts (text encoder only)."""
 
     attack_label: ClassVar[str] = "Ring-A-Bell"
+    attack_name: ClassVar[str] = "ring_a_bell"
     protocols: ClassVar[dict[str, Protocol]] = PROTOCOLS
     default_protocol: ClassVar[str] = "eval-unlearn"
     example: ClassVar[dict[str, Any]] = {"concept": "circle", "prompts": ["a red circle"], "images_per_prompt": 1,

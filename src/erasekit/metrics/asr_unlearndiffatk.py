@@ -67,6 +67,7 @@ class AsrUnlearnDiffAtk(AttackMetric[UnlearnDiffAtkConfig]):
     """Robustness: UnlearnDiffAtk pre-/post-attack ASR (white-box, reads the UNet)."""
 
     attack_label: ClassVar[str] = "UnlearnDiffAtk"
+    attack_name: ClassVar[str] = "unlearndiffatk"
     protocols: ClassVar[dict[str, Protocol]] = PROTOCOLS
     default_protocol: ClassVar[str] = "unlearndiff"
     example: ClassVar[dict[str, Any]] = {"concept": "circle", "prompts": ["a red circle"], "images_per_prompt": 1,

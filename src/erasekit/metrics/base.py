@@ -218,6 +218,11 @@ class Metric(ABC, Generic[C]):
         """That every model / dataset / weights file this metric will read is on this machine
         (helpers in :mod:`erasekit.assets`); raise ConfigError naming the field. Reads no weights."""
 
+    @classmethod  # noqa: B027 - optional hook, no-op by default
+    def check_family(cls, config: C, family: str, path: str) -> None:
+        """ConfigError (helper :func:`erasekit.models.families.require_family`) when this metric cannot
+        run on the model family (``sd1``, ``sd2``, ``sdxl``); called before any model loads."""
+
     def setup(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Load prompt sets / resolve defaults (called once, by :meth:`create`)."""
 

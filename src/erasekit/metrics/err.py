@@ -188,6 +188,16 @@ class Err(Metric[ErrConfig]):
         require_file(config.retain_prompts_path, f"{path}.retain_prompts_path", "retain prompt CSV")
 
     @classmethod
+    def check_family(cls, config: ErrConfig, family: str, path: str) -> None:  # type: ignore[override]
+        if config.adversarial_prompts_path:
+            return
+        from erasekit.models.families import require_family
+        from erasekit.registry import ATTACKS
+
+        require_family(family, ATTACKS.get(config.adversarial).families, f"err's robustness attack ({config.adversarial})",
+                       f"{path}.adversarial")
+
+    @classmethod
     def check_assets(cls, config: ErrConfig, run, path: str) -> None:  # type: ignore[override]
         concept, _ = require_concept(run, config.concept, path)
         if config.i2p_path is None and not run.world.has_default_prompts:
@@ -238,6 +248,7 @@ class Err(Metric[ErrConfig]):
         return self._plan
 
     def _make_attack(self, cache: Any) -> Any:
+        from erasekit.models.conditioning import context_encoder
         from erasekit.registry import ATTACKS
 
         pipe = self.ctx.pipe
@@ -246,7 +257,7 @@ class Err(Metric[ErrConfig]):
         if self.config.adversarial == "ring_a_bell":
             return ATTACKS.get("ring_a_bell").for_pipe(pipe, self.concept, self.config.attack_settings(), self.banned(), cache,
                                                        self.field("attack.pairs_path"))
-        return ATTACKS.get("mma")(pipe.text_encoder, pipe.tokenizer, settings=self.config.attack_settings(),
+        return ATTACKS.get("mma")(context_encoder(pipe), pipe.tokenizer, settings=self.config.attack_settings(),
                                   banned=self.banned(), cache=cache)
 
     def prepare(self, rank: int, world: int) -> None:

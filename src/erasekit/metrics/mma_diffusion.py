@@ -91,6 +91,7 @@ class MmaDiffusion(AttackMetric[MmaConfig]):
     """Robustness: ASR-N under the MMA-Diffusion text attack (adversarial prompts cached)."""
 
     attack_label: ClassVar[str] = "MMA"
+    attack_name: ClassVar[str] = "mma"
     protocols: ClassVar[dict[str, Protocol]] = PROTOCOLS
     default_protocol: ClassVar[str] = "eval-unlearn"
     example: ClassVar[dict[str, Any]] = {"concept": "circle", "prompts": ["a red circle"], "images_per_prompt": 1,
@@ -107,6 +108,8 @@ class MmaDiffusion(AttackMetric[MmaConfig]):
         return super().default_targets()
 
     def make_attack(self, cache: Any) -> Any:
+        from erasekit.models.conditioning import context_encoder
+
         pipe = self.require_pipe("text_encoder", "tokenizer")
-        return ATTACKS.get("mma")(pipe.text_encoder, pipe.tokenizer, settings=self.config.attack, banned=self.banned(),
+        return ATTACKS.get("mma")(context_encoder(pipe), pipe.tokenizer, settings=self.config.attack, banned=self.banned(),
                                   cache=cache)

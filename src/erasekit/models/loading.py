@@ -121,6 +121,14 @@ def local_model_dir(model_id: str) -> Path:
 
 
 @lru_cache(maxsize=16)
+def model_family(model_id: str) -> Any:
+    """:class:`~erasekit.models.families.FamilyInfo` of ``model_id``, from its configs (no weights read)."""
+    from erasekit.models.families import detect_family
+
+    return detect_family(local_model_dir(model_id))
+
+
+@lru_cache(maxsize=16)
 def base_fingerprint(model_id: str) -> str:
     """Identity of the unedited base weights (16 hex chars)."""
     folder = local_model_dir(model_id)
@@ -132,7 +140,7 @@ def base_fingerprint(model_id: str) -> str:
 
 
 def load_base_pipeline(model_id: str, device: str = "cpu", use_fp16: bool = False) -> Any:
-    """Load a StableDiffusionPipeline (SD 1.x layout) with a DDIM scheduler, offline.
+    """Load the base text-to-image pipeline of ``model_id`` (SD 1.x, 2.x or SDXL) with DDIM, offline.
 
     fp16 only on CUDA; elsewhere it is ignored with a log line.
     """
@@ -149,21 +157,28 @@ def load_base_pipeline(model_id: str, device: str = "cpu", use_fp16: bool = Fals
 
 
 def load_pipeline_folder(folder: Path, device: str = "cpu", dtype: Any = None) -> Any:
-    """A local SD 1.x diffusers folder as a pipeline: DDIM (steps_offset 1, no sample clipping),
-    no safety checker, no progress bars, on ``device`` in ``dtype`` (default float32)."""
+    """A local diffusers folder as the pipeline class its ``model_index.json`` names
+    (:func:`erasekit.models.families.detect_family`): DDIM built from the folder's own scheduler
+    config (its betas, prediction type and timestep spacing; steps_offset 1, no sample clipping),
+    no safety checker or watermarker, no progress bars, on ``device`` in ``dtype`` (default float32)."""
     import torch
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
+    from diffusers import DDIMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    from erasekit.models.families import SDXL, detect_family
 
     dtype = dtype or torch.float32
     _quiet_hf_progress()
-    pipe = StableDiffusionPipeline.from_pretrained(
-        str(folder),
-        dtype=dtype,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-        local_files_only=True,
-    )
+    if detect_family(folder).family == SDXL:
+        pipe = StableDiffusionXLPipeline.from_pretrained(str(folder), dtype=dtype, add_watermarker=False, local_files_only=True)
+    else:
+        pipe = StableDiffusionPipeline.from_pretrained(
+            str(folder),
+            dtype=dtype,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+            local_files_only=True,
+        )
     sched_cfg = dict(pipe.scheduler.config)
     sched_cfg["steps_offset"] = 1
     sched_cfg["clip_sample"] = False

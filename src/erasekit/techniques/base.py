@@ -21,6 +21,8 @@ class Technique(ABC):
     """Base class. Subclasses set ``Config`` (a TechniqueConfig subclass) and implement ``apply``."""
 
     Config: ClassVar[type[TechniqueConfig]] = TechniqueConfig
+    #: model families the method runs on (:mod:`erasekit.models.families`); checked before any model loads
+    families: ClassVar[tuple[str, ...]] = ("sd1", "sd2", "sdxl")
 
     def __init__(self, config: TechniqueConfig) -> None:
         self.config = config

@@ -30,6 +30,8 @@ from typing import Any
 
 import torch
 
+from erasekit.models.conditioning import encode_context, encode_hidden
+
 # Rows per chunk when accumulating Grams: bounds the float64 working set to
 # chunk × d × 8 bytes × 3 (≈ 150 MB at d = 768) whatever the number of prompts.
 GRAM_CHUNK_ROWS = 8192
@@ -41,8 +43,9 @@ GRAM_CHUNK_ROWS = 8192
 def cross_attention_kv(unet: torch.nn.Module) -> list[tuple[str, torch.nn.Linear]]:
     """Every text-reading projection: ``attn2.to_k`` and ``attn2.to_v`` of each cross-attention.
 
-    Order is ``named_modules`` order (deterministic). SD v1.4 has 16 cross-attention
-    blocks, so 32 projections; ``to_q`` / ``to_out`` never see text and stay untouched.
+    Order is ``named_modules`` order (deterministic). SD 1.x and 2.x have 16 cross-attention
+    blocks, so 32 projections; SDXL (transformer depths 1/2/10, mid block 10) has 70, so 140.
+    ``to_q`` / ``to_out`` never see text and stay untouched.
     """
     out: list[tuple[str, torch.nn.Linear]] = []
     for name, mod in unet.named_modules():
@@ -57,28 +60,10 @@ def cross_attention_kv(unet: torch.nn.Module) -> list[tuple[str, torch.nn.Linear
 # ------------------------------------------------------------------ text encoding
 
 
-@torch.no_grad()
 def encode_prompts(text_encoder: Any, tokenizer: Any, prompts: Sequence[str], batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids (n, L) and last hidden states (n, L, d) exactly as SD pipelines condition on them.
-
-    Mirrors diffusers' ``StableDiffusionPipeline.encode_prompt``: pad to
-    ``model_max_length``, truncate, pass an attention mask only where the text
-    encoder's config asks for one, take ``[0]`` (the last hidden state). Batches
-    are formed in input order with a fixed size, so results are deterministic.
-    """
-    if not prompts:
-        raise ValueError("no prompts to encode")
-    ids = tokenizer(list(prompts), padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids
-    device = next(text_encoder.parameters()).device
-    use_mask = bool(getattr(text_encoder.config, "use_attention_mask", False))
-    outs = []
-    for i in range(0, len(prompts), batch_size):
-        chunk = ids[i : i + batch_size].to(device)
-        kwargs = {}
-        if use_mask:
-            kwargs["attention_mask"] = (chunk != tokenizer.pad_token_id).long()
-        outs.append(text_encoder(chunk, **kwargs)[0])
-    return ids, torch.cat(outs)
+    """Token ids (n, L) and last hidden states (n, L, d) of one encoder, exactly as SD 1.x/2.x pipelines
+    condition on them (:func:`erasekit.models.conditioning.encode_hidden`)."""
+    return encode_hidden(text_encoder, tokenizer, prompts, batch_size)
 
 
 def unpadded_ids(tokenizer: Any, prompt: str) -> list[int]:
@@ -118,12 +103,19 @@ class Encodings:
         return self.hidden[self.index[prompt], i : i + 1]
 
 
-def encode_texts(text_encoder: Any, tokenizer: Any, prompts: Sequence[str], batch_size: int = 32) -> Encodings:
-    """:func:`encode_prompts` over the unique prompts (first-seen order) with their unpadded ids."""
+def encode_texts(pipe: Any, prompts: Sequence[str], batch_size: int = 32) -> Encodings:
+    """The cross-attention context of the unique prompts (first-seen order) with their unpadded ids.
+
+    ``pipe`` is anything with the family's text components (``text_encoder``/``tokenizer``, and
+    ``text_encoder_2``/``tokenizer_2`` for SDXL): the context is
+    :func:`erasekit.models.conditioning.encode_context`, so on SDXL every row is the 2048-d
+    concatenation of both encoders. Token positions come from the first tokenizer; SDXL's two
+    tokenizers share one vocabulary, so they agree on every position but the padding.
+    """
     t0 = time.perf_counter()
     unique = list(dict.fromkeys(prompts))
-    _, hidden = encode_prompts(text_encoder, tokenizer, unique, batch_size=batch_size)
-    tokens = {p: unpadded_ids(tokenizer, p) for p in unique}
+    _, hidden = encode_context(pipe, unique, batch_size=batch_size)
+    tokens = {p: unpadded_ids(pipe.tokenizer, p) for p in unique}
     return Encodings(index={p: i for i, p in enumerate(unique)}, hidden=hidden, tokens=tokens, seconds=time.perf_counter() - t0)
 
 

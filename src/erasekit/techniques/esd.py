@@ -16,7 +16,7 @@ Each iteration (``iterations``, Adam at ``lr``, batch 1):
 ``train_method`` picks what is trained (diffusers parameter names): ``xattn`` (ESD-x: every
 ``attn2`` parameter), ``noxattn`` (ESD-u: everything except ``attn2``, the time embedding and
 the output layers ``conv_norm_out``/``conv_out`` — the official exclusion of ``out.`` and
-``time_embed``), ``selfattn`` (``attn1``), ``full`` (everything). Defaults are the official ones
+``time_embed``; on SDXL also its ``add_embedding`` of pooled text and size ids, the same kind of layer), ``selfattn`` (``attn1``), ``full`` (everything). Defaults are the official ones
 (η 1, 1000 iterations, lr 1e-5, 50 DDIM steps, start guidance 3).
 
 Deliberate differences: ``z`` lies exactly at the noise level of the timestep the UNet is
@@ -42,6 +42,7 @@ import torch
 from pydantic import Field
 
 from erasekit.errors import TechniqueError
+from erasekit.models.conditioning import Conditioning, encode_condition, unet_output
 from erasekit.registry import TECHNIQUES
 from erasekit.techniques.editing import EditConfig, WeightEdit, as_list
 
@@ -70,7 +71,7 @@ def trainable_parameters(unet: Any, method: str) -> list[tuple[str, torch.nn.Par
         elif method == "selfattn":
             keep = "attn1" in name
         elif method == "noxattn":
-            keep = not ("attn2" in name or name.startswith(("time_embedding.", "conv_out.", "conv_norm_out.")))
+            keep = not ("attn2" in name or name.startswith(("time_embedding.", "add_embedding.", "conv_out.", "conv_norm_out.")))
         elif method == "full":
             keep = True
         else:
@@ -85,14 +86,19 @@ def esd_target(e0: torch.Tensor, ec: torch.Tensor, eta: float) -> torch.Tensor:
     return e0 - eta * (ec - e0)
 
 
-def esd_loss(trained: Any, frozen: Any, z: torch.Tensor, t: torch.Tensor, emb_c: torch.Tensor, emb_0: torch.Tensor,
-             eta: float) -> torch.Tensor:
-    """MSE(ε_θ(z, t, c), ε₀ − η·(εc − ε₀)) with ε₀, εc from the frozen original (no gradient)."""
+def esd_loss(trained: Any, frozen: Any, z: torch.Tensor, t: torch.Tensor, emb_c: Conditioning | torch.Tensor,
+             emb_0: Conditioning | torch.Tensor, eta: float) -> torch.Tensor:
+    """MSE(ε_θ(z, t, c), ε₀ − η·(εc − ε₀)) with ε₀, εc from the frozen original (no gradient).
+
+    ``emb_*`` is the family's conditioning (:mod:`erasekit.models.conditioning`; a bare tensor is an
+    SD 1.x/2.x context). On a v-prediction model (SD 2.x-768) the three outputs are velocities; the
+    target is the same affine combination of them (weights 1 + η and −η sum to 1), which is the
+    velocity of the negatively guided noise, so the objective carries over unchanged.
+    """
     with torch.no_grad():
-        dt = frozen.dtype
-        e0 = frozen(z.to(dt), t, encoder_hidden_states=emb_0.to(dt)).sample.float()
-        ec = frozen(z.to(dt), t, encoder_hidden_states=emb_c.to(dt)).sample.float()
-    en = trained(z.float(), t, encoder_hidden_states=emb_c.float()).sample
+        e0 = unet_output(frozen, z, t, emb_0).float()
+        ec = unet_output(frozen, z, t, emb_c).float()
+    en = unet_output(trained, z.float(), t, emb_c)
     return torch.nn.functional.mse_loss(en, esd_target(e0, ec, eta))
 
 
@@ -146,9 +152,9 @@ class ESD(WeightEdit):
         shape = (1, frozen.config.in_channels, size, size)
         scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
         scheduler.set_timesteps(cfg.ddim_steps, device=device)
-        with torch.no_grad():
-            empty = pipe.encode_prompt([""], device, 1, False)[0]
-            embeds = {w: pipe.encode_prompt([w], device, 1, False)[0] for w in words}
+        size_px = size * pipe.vae_scale_factor
+        empty = encode_condition(pipe, [""], height=size_px, width=size_px)[0].to(torch.float32)
+        embeds = {w: encode_condition(pipe, [w], height=size_px, width=size_px)[0].to(torch.float32) for w in words}
         t0 = time.perf_counter()
         losses: list[float] = []
         with _progress(cfg.iterations) as advance:
@@ -184,14 +190,14 @@ class ESD(WeightEdit):
         }
 
 
-def _sample_till(unet: Any, scheduler: Any, start: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor, guidance: float,
+def _sample_till(unet: Any, scheduler: Any, start: torch.Tensor, cond: Conditioning, uncond: Conditioning, guidance: float,
                  steps: int) -> torch.Tensor:
     """``steps`` DDIM steps (η = 0) of the ``scheduler`` schedule from ``start`` with CFG."""
     latents = start * scheduler.init_noise_sigma
-    emb = torch.cat([uncond, cond]).to(torch.float32)
+    emb = Conditioning.cat([uncond, cond])
     for t in scheduler.timesteps[:steps]:
         x = scheduler.scale_model_input(torch.cat([latents] * 2), t)
-        e_u, e_c = unet(x, t, encoder_hidden_states=emb).sample.chunk(2)
+        e_u, e_c = unet_output(unet, x, t, emb).chunk(2)
         latents = scheduler.step(e_u + guidance * (e_c - e_u), t, latents, eta=0.0, return_dict=False)[0]
     return latents
 

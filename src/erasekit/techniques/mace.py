@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from erasekit.errors import ConfigError, TechniqueError
+from erasekit.models.conditioning import context_dim
 from erasekit.registry import TECHNIQUES
 from erasekit.techniques.closed_form import (
     Grams,
@@ -249,7 +250,7 @@ class MACE(WeightEdit):
         cfg = self.config
         unet = pipe.unet
         layers = cross_attention_kv(unet)
-        d_text = pipe.text_encoder.config.hidden_size
+        d_text = context_dim(pipe)
         bad = [n for n, lin in layers if lin.in_features != d_text]
         if bad:
             raise TechniqueError(f"MACE: {bad[0]} reads {layers[0][1].in_features}-dim context but the text encoder outputs {d_text}")
@@ -259,7 +260,7 @@ class MACE(WeightEdit):
         plan = build_plan(cfg, prior)
         if not plan.erase:
             raise TechniqueError("MACE: no erase prompts (each template with the concept equals the one with its target)")
-        enc = encode_plan(pipe.text_encoder, pipe.tokenizer, plan)
+        enc = encode_plan(pipe, plan)
         t0 = time.perf_counter()
         blocks = config_rows(enc, cfg)
         r, grams = solve_cfr(blocks, cfg.lambda_cfr)
@@ -287,7 +288,7 @@ class MACE(WeightEdit):
         cfg = self.config
         t0 = time.perf_counter()
         plan = official_plan(cfg)
-        enc = encode_plan(pipe.text_encoder, pipe.tokenizer, plan)
+        enc = encode_plan(pipe, plan)
         blocks = cfr_rows(enc, "prefix_suffix", 0.0, 0.0, 0.0)
         grams = Grams(blocks[0].x.shape[-1], device=_gram_device(blocks[0].x.device))
         for b in blocks:
@@ -298,7 +299,7 @@ class MACE(WeightEdit):
             counts = Counter(captions)  # a caption listed k times weighs k times, as in the official sum
             unique = list(counts)
             for i in range(0, len(unique), 256):
-                enc_b = encode_texts(pipe.text_encoder, pipe.tokenizer, unique[i : i + 256])
+                enc_b = encode_texts(pipe, unique[i : i + 256])
                 h = enc_b.hidden
                 w = torch.tensor([weight * counts[t] for t in unique[i : i + 256] for _ in range(h.shape[1])], dtype=torch.float64)
                 order = [enc_b.index[t] for t in unique[i : i + 256]]

@@ -109,8 +109,8 @@ class EncodedPlan(Encodings):
     plan: PromptPlan = field(default_factory=PromptPlan)
 
 
-def encode_plan(text_encoder: Any, tokenizer: Any, plan: PromptPlan, batch_size: int = 32) -> EncodedPlan:
-    enc = encode_texts(text_encoder, tokenizer, plan.unique_prompts(), batch_size=batch_size)
+def encode_plan(pipe: Any, plan: PromptPlan, batch_size: int = 32) -> EncodedPlan:
+    enc = encode_texts(pipe, plan.unique_prompts(), batch_size=batch_size)
     return EncodedPlan(index=enc.index, hidden=enc.hidden, tokens=enc.tokens, seconds=enc.seconds, plan=plan)
 
 

@@ -146,7 +146,7 @@ class RECE(WeightEdit):
         concepts = [c.strip() for c in as_list(cfg.erase_concept)]
         guides = guides_for(cfg)
         retain = retain_texts(cfg)
-        enc = encode_texts(pipe.text_encoder, pipe.tokenizer, [*plan.prompts(), *concepts, *guides, *retain])
+        enc = encode_texts(pipe, [*plan.prompts(), *concepts, *guides, *retain])
         t0 = time.perf_counter()
         r_uce, grams = solve_rows(uce_rows(enc, plan, cfg.token_rule, cfg.erase_scale, resolved_preserve_scale(cfg)), cfg.lamb,
                                   device=torch.device("cpu"))

@@ -275,7 +275,7 @@ class SPEED(WeightEdit):
         if not retain:
             raise TechniqueError("SPEED: no retain text left after dropping those that name an erased concept")
         null_rows = retain == [""]
-        enc = encode_texts(pipe.text_encoder, pipe.tokenizer, ["", *concepts, *guides, *retain])
+        enc = encode_texts(pipe, ["", *concepts, *guides, *retain])
         t0 = time.perf_counter()
         gen = torch.Generator().manual_seed(cfg.seed)
         empty = enc.rows("").to("cpu", torch.float64)

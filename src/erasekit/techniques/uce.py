@@ -82,7 +82,7 @@ class UCE(WeightEdit):
         cfg = self.config
         layers = cross_attention_kv(pipe.unet)
         plan = uce_plan(cfg)
-        enc = encode_texts(pipe.text_encoder, pipe.tokenizer, plan.prompts())
+        enc = encode_texts(pipe, plan.prompts())
         t0 = time.perf_counter()
         blocks = uce_rows(enc, plan, cfg.token_rule, cfg.erase_scale, resolved_preserve_scale(cfg))
         r, grams = solve_rows(blocks, cfg.lamb)
