@@ -199,7 +199,7 @@ def _attack_config(tmp_path: Path, folder: Path, metric: str, attack: dict) -> P
     return cfg
 
 
-def test_text_attacks_run_on_the_sdxl_joint_context_and_white_box_ones_are_refused_before_loading(folders, pipes, tmp_path):
+def test_attacks_run_on_the_sdxl_joint_context_and_p4d_is_refused_before_loading(folders, pipes, tmp_path):
     from erasekit.attacks.ring_a_bell import encode_full
     from erasekit.models.conditioning import context_encoder
 
@@ -207,11 +207,12 @@ def test_text_attacks_run_on_the_sdxl_joint_context_and_white_box_ones_are_refus
     joint = context_encoder(pipe)
     assert torch.equal(encode_full(joint, pipe.tokenizer, PROMPTS), encode_context(pipe, PROMPTS)[1])  # what the UNet reads
     for metric, attack in (("asr_ring_a_bell", {"generations": 2, "population": 6, "n_tokens": 4}),
-                           ("mma_diffusion", {"steps": 2, "topk": 4, "batch_size": 4, "n_tokens": 4})):
+                           ("mma_diffusion", {"steps": 2, "topk": 4, "batch_size": 4, "n_tokens": 4}),
+                           ("asr_unlearndiffatk", {"timesteps": 2, "steps_per_timestep": 2, "n_tokens": 3})):
         assert main(["run", str(_attack_config(tmp_path, folders["sdxl"], metric, attack)), "--no-progress"]) == 0
         report = json.loads((tmp_path / metric / "report.json").read_text())
         assert report["metrics"][metric]["status"] == "ok", report["metrics"][metric]
-    for metric, attack in (("asr_p4d", {"iterations": 2}), ("asr_unlearndiffatk", {"timesteps": 1, "steps_per_timestep": 1})):
+    for metric, attack in (("asr_p4d", {"iterations": 2}),):
         assert main(["run", str(_attack_config(tmp_path, folders["sdxl"], metric, attack)), "--no-progress"]) == 2
         assert not (tmp_path / metric / "report.json").exists()  # refused before anything ran
 
@@ -351,3 +352,25 @@ def test_rece_and_speed_edit_the_sdxl_cross_attention(folders, name, expected):
     cls(cls.Config(model_id=str(folders["sdxl"]), erase_concept="cat", device="cpu")).apply(pipe)
     changed = [k for k, v in pipe.unet.state_dict().items() if not torch.equal(v, before[k])]
     assert len(changed) == expected and all(k.endswith(("attn2.to_k.weight", "attn2.to_v.weight")) for k in changed)
+
+
+@pytest.mark.parametrize("family", ["sd1", "sd2", "sdxl"])
+def test_unlearndiffatk_conditions_the_unet_as_the_pipeline_encodes_its_prompt(pipes, family):
+    """Spliced one-hot tokens (both encoders on SDXL, the tokenizer's own padding) give exactly the
+    conditioning the pipeline computes for the decoded adversarial prompt: the attack optimises what is judged."""
+    from erasekit.attacks.settings import UnlearnDiffAtkSettings
+    from erasekit.attacks.tokens import encode_spliced_tokens
+    from erasekit.attacks.unlearndiffatk import UnlearnDiffAtk
+
+    pipe = pipes[family]
+    attack = UnlearnDiffAtk(pipe, "fp", lambda _t: torch.zeros(1, 4, 8, 8), {}, settings=UnlearnDiffAtkSettings(n_tokens=2))
+    adv = pipe.tokenizer("red dog", add_special_tokens=False).input_ids
+    one_hot = torch.zeros(2, len(pipe.tokenizer))
+    one_hot[0, adv[0]], one_hot[1, adv[1]] = 1.0, 1.0
+    with torch.no_grad():
+        ours = attack.condition(encode_spliced_tokens(attack.te, attack.template("a cat"), [1, 2], one_hot[None]), (64, 64))
+    ref, _ = encode_condition(pipe, [attack.adversarial_prompt(adv, "a cat")], height=64, width=64)
+    assert attack.adversarial_prompt(adv, "a cat") == "red dog a cat"
+    assert torch.allclose(ours.hidden, ref.hidden, atol=1e-5)
+    if family == "sdxl":
+        assert torch.allclose(ours.pooled, ref.pooled, atol=1e-5) and torch.equal(ours.time_ids, ref.time_ids)

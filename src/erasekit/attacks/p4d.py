@@ -29,8 +29,9 @@ Deliberate differences from the official code, and why:
 - *Tokens*: the projection ranges over :class:`~erasekit.attacks.vocabulary.Vocabulary`'s ids (no
   special token, none containing a banned word); the official ranges over all 49,408.
 - *Padding and EOS*: the official pads with id 0 ("!") and, for P4D-K, overwrites the EOS slot;
-  here the ids are laid out as the pipeline will see the decoded prompt (BOS, tokens, EOS, EOS
-  padding), so the optimised conditioning is the one the judged image is drawn from.
+  here the ids are laid out as the pipeline will see the decoded prompt (BOS, tokens, EOS, then
+  the tokenizer's padding: EOS on SD 1.x, "!" on SD 2.x), so the optimised conditioning is the
+  one the judged image is drawn from.
 - *Target image*: the official VAE-encodes the [0, 1] image without rescaling to [−1, 1] (and
   samples the posterior); here the image is encoded as the VAE expects (posterior mean).
 - ``drop_banned_words`` (off by default) removes the banned words from the prompt before P4D-K
@@ -54,6 +55,7 @@ from erasekit.attacks.tokens import (
     encode_spliced,
     max_positions,
     nearest_tokens,
+    pad_token_id,
     prompt_ids,
     token_table,
 )
@@ -130,8 +132,9 @@ class P4DAttack(Attack):
                 mask = k_layout(len(words), s.every_k)
             it = iter(words)
             content = [None if m else next(it) for m in mask]
-        ids = [self.vocab.bos] + [self.vocab.eos if c is None else int(c) for c in content] + [self.vocab.eos]
-        ids += [self.vocab.eos] * (self.length - len(ids))
+        slot = int(self.vocab.allowed[0])  # overwritten by the splice; never EOS, which would end the text
+        ids = [self.vocab.bos] + [slot if c is None else int(c) for c in content] + [self.vocab.eos]
+        ids += [pad_token_id(self.pipe.tokenizer, self.vocab.eos)] * (self.length - len(ids))
         learn = [1 + i for i, c in enumerate(content) if c is None]
         return ids, learn
 
@@ -139,7 +142,7 @@ class P4DAttack(Attack):
         full = list(ids)
         for p, tok in zip(learn, projected, strict=True):
             full[p] = int(tok)
-        body = [i for i in full[1:] if i not in (self.vocab.bos, self.vocab.eos)]
+        body = full[1 : full.index(self.vocab.eos, 1)]  # up to the end-of-text: padding is not text
         return str(self.pipe.tokenizer.decode(body, skip_special_tokens=True)).strip()
 
     def search(self, target: str, restart: int = 0) -> AttackResult:

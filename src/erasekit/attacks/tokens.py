@@ -47,6 +47,37 @@ def encode_spliced(text_encoder: Any, ids: torch.Tensor, positions: Sequence[int
     return hidden
 
 
+def encode_spliced_tokens(text_encoder: Any, ids: torch.Tensor, positions: Sequence[int], weights: torch.Tensor) -> Any:
+    """The text path's whole output for ``ids`` [B, L] with the token embeddings at ``positions``
+    replaced by ``weights`` [B, len(positions), V] @ each token-embedding table (one-hot rows pick
+    tokens; probability rows mix them). Every table is spliced with the same weights, so on SDXL's
+    :class:`~erasekit.models.conditioning.JointTextEncoder` both encoders see the same tokens."""
+    pos = torch.as_tensor(list(positions), dtype=torch.long, device=ids.device)
+
+    def splicer(table: Any) -> Any:
+        embeds = weights.float() @ table.weight.detach().float()
+
+        def splice(_mod: Any, _inp: Any, out: torch.Tensor) -> torch.Tensor:
+            out = out.clone()
+            out[:, pos] = embeds.to(out.dtype)
+            return out
+
+        return splice
+
+    handles = [table.register_forward_hook(splicer(table)) for table in embedding_layers(text_encoder)]
+    try:
+        return text_encoder(input_ids=ids)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def pad_token_id(tokenizer: Any, eos: int) -> int:
+    """The id the tokenizer pads with (end-of-text on SD 1.x's CLIP tokenizer, "!" on OpenCLIP's)."""
+    pad = getattr(tokenizer, "pad_token_id", None)
+    return int(eos if pad is None else pad)
+
+
 def embedding_layers(text_encoder: Any) -> list[Any]:
     """The token-embedding tables a spliced embedding must replace rows of: one per encoder (two for
     SDXL's :class:`~erasekit.models.conditioning.JointTextEncoder`, which share one vocabulary)."""

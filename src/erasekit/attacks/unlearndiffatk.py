@@ -45,13 +45,16 @@ from erasekit.attacks.cache import AttackCache
 from erasekit.attacks.settings import UnlearnDiffAtkSettings
 from erasekit.attacks.tokens import (
     allowed_mask,
-    encode_spliced,
+    encode_spliced_tokens,
     max_positions,
+    pad_token_id,
     prompt_ids,
     simplex_projection,
     token_table,
 )
 from erasekit.attacks.vocabulary import Vocabulary, drop_banned_words
+from erasekit.models.conditioning import Conditioning, context_encoder, unet_output
+from erasekit.models.families import SDXL, family_of
 from erasekit.registry import ATTACKS
 
 ATTACK_VERSION = "unlearndiffatk/1"
@@ -70,7 +73,7 @@ def noised(z0: torch.Tensor, noise: torch.Tensor, t: int, alphas_cumprod: torch.
 
 
 def unlearndiff_loss(unet: Any, z0: torch.Tensor, noise: torch.Tensor, t: int, alphas_cumprod: torch.Tensor,
-                     cond: torch.Tensor, prediction_type: str = "epsilon") -> torch.Tensor:
+                     cond: Conditioning | torch.Tensor, prediction_type: str = "epsilon") -> torch.Tensor:
     """MSE(ε_θ(x_t, t, c_adv), ε) — UnlearnDiffAtk's denoising loss (mean over elements).
 
     On a v-prediction model (SD 2.x-768) the UNet predicts v = √ᾱ ε − √(1−ᾱ) z₀, so the target
@@ -79,7 +82,7 @@ def unlearndiff_loss(unet: Any, z0: torch.Tensor, noise: torch.Tensor, t: int, a
     """
     x = noised(z0, noise, t, alphas_cumprod).to(unet.dtype)
     tt = torch.tensor([int(t)], device=x.device)
-    pred = unet(x, tt, encoder_hidden_states=cond.to(unet.dtype)).sample
+    pred = unet_output(unet, x, tt, cond)
     if prediction_type == "epsilon":
         target = noise
     elif prediction_type == "v_prediction":
@@ -111,6 +114,7 @@ class UnlearnDiffAtk(Attack):
 
     name: ClassVar[str] = "unlearndiffatk"
     version: ClassVar[str] = ATTACK_VERSION
+    families: ClassVar[tuple[str, ...]] = ("sd1", "sd2", "sdxl")  # SDXL: both encoders spliced, pooled text + size ids
 
     def __init__(self, pipe: Any, model_fingerprint: str, target_of: Callable[[str], torch.Tensor],
                  target_identity: dict[str, Any], settings: UnlearnDiffAtkSettings | None = None, banned: Sequence[str] = (),
@@ -123,9 +127,15 @@ class UnlearnDiffAtk(Attack):
         self.target_identity = target_identity
         self.judge = judge if self.settings.early_stop else None
         self.judge_identity = judge_identity or {}
-        te = pipe.text_encoder
+        te = context_encoder(pipe)
+        self.te = te
+        self.sdxl = family_of(pipe) == SDXL
         self.vocab = Vocabulary(pipe.tokenizer, banned, int(te.get_input_embeddings().weight.shape[0]))
         self.length = max_positions(te, pipe.tokenizer)
+        self.pad = pad_token_id(pipe.tokenizer, self.vocab.eos)
+        # the k slots are overwritten by the splice; any id but EOS marks them (an EOS there would end
+        # the text for SDXL's second tokenizer and for the pooled end-of-text state)
+        self.placeholder = int(self.vocab.allowed[0])
         if self.settings.n_tokens + 3 > self.length:
             raise ValueError(f"n_tokens={self.settings.n_tokens} leaves no room for the prompt in {self.length} positions")
 
@@ -138,18 +148,27 @@ class UnlearnDiffAtk(Attack):
                 "banned": sorted(self.vocab.banned), "vocab": "ascii-printable"}
 
     def modules(self) -> list[Any]:
-        return [self.pipe.unet, self.pipe.text_encoder]
+        return [self.pipe.unet, self.te]
 
     def prompt_text(self, target: str) -> str:
         return drop_banned_words(target, self.vocab.banned) if self.settings.drop_banned_words else target
 
     def template(self, prompt: str) -> torch.Tensor:
-        """[1, L] ids: BOS, k placeholder slots, the prompt's tokens, EOS, then EOS padding."""
+        """[1, L] ids: BOS, k placeholder slots, the prompt's tokens, EOS, then the tokenizer's padding
+        (as the pipeline encodes the decoded prompt: EOS on SD 1.x, "!" on SD 2.x)."""
         k = self.settings.n_tokens
         body = prompt_ids(self.pipe.tokenizer, prompt, self.length - k)
-        ids = [self.vocab.bos] + [self.vocab.eos] * k + body + [self.vocab.eos]
-        ids += [self.vocab.eos] * (self.length - len(ids))
+        ids = [self.vocab.bos] + [self.placeholder] * k + body + [self.vocab.eos]
+        ids += [self.pad] * (self.length - len(ids))
         return torch.tensor([ids[: self.length]], dtype=torch.long)
+
+    def condition(self, out: Any, size: tuple[int, int]) -> Conditioning:
+        """The UNet conditioning of one text-path output (SDXL: + bigG's pooled text and the size ids)."""
+        hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+        if not self.sdxl:
+            return Conditioning(hidden)
+        ids = torch.tensor([[size[0], size[1], 0, 0, size[0], size[1]]], dtype=hidden.dtype, device=hidden.device)
+        return Conditioning(hidden, out.text_embeds, ids)
 
     def adversarial_prompt(self, adv_ids: Sequence[int], prompt: str) -> str:
         return " ".join(p for p in (self.vocab.decode(adv_ids), prompt) if p)
@@ -157,7 +176,7 @@ class UnlearnDiffAtk(Attack):
     def search(self, target: str, restart: int = 0) -> AttackResult:
         s = self.settings
         pipe = self.pipe
-        te, unet = pipe.text_encoder, pipe.unet
+        te, unet = self.te, pipe.unet
         device = unet.device
         gen = torch.Generator().manual_seed(rng_seed(self.name, s.seed, restart))
         t0 = time.perf_counter()
@@ -173,11 +192,12 @@ class UnlearnDiffAtk(Attack):
         z0 = self.target_of(target).to(device=device, dtype=torch.float32)
         ac = pipe.scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)
         pred_type = str(getattr(pipe.scheduler.config, "prediction_type", "epsilon"))
-        table = token_table(te).to(torch.float32)
-        mask = allowed_mask(table.shape[0], self.vocab.allowed, device)
+        n_vocab = int(token_table(te).shape[0])
+        mask = allowed_mask(n_vocab, self.vocab.allowed, device)
         ids = self.template(prompt).to(device)
         positions = list(range(1, 1 + s.n_tokens))
-        probs = torch.zeros(s.n_tokens, table.shape[0], device=device)
+        size = (int(z0.shape[-2]) * pipe.vae_scale_factor, int(z0.shape[-1]) * pipe.vae_scale_factor)
+        probs = torch.zeros(s.n_tokens, n_vocab, device=device)
         probs[:, mask] = 1.0 / int(mask.sum())
         probs.requires_grad_(True)
         opt = torch.optim.Adam([probs], lr=s.lr, weight_decay=s.weight_decay)
@@ -192,7 +212,7 @@ class UnlearnDiffAtk(Attack):
                 block = []
                 for _ in range(s.steps_per_timestep):
                     one_hot = _STESample.apply(probs, gen)
-                    cond = encode_spliced(te, ids, positions, (one_hot @ table)[None])
+                    cond = self.condition(encode_spliced_tokens(te, ids, positions, one_hot[None]), size)
                     noise = torch.randn(z0.shape, generator=gen).to(device)
                     loss = unlearndiff_loss(unet, z0, noise, t, ac, cond, pred_type)
                     opt.zero_grad(set_to_none=True)

@@ -75,6 +75,19 @@ def encode_context(pipe: Any, prompts: Sequence[str], batch_size: int = 32) -> t
     return parts[0][0], hidden
 
 
+@dataclass
+class JointOutput:
+    """:class:`JointTextEncoder`'s output: the joint context, both pooled summaries, and bigG's
+    ``text_embeds`` alone (what SDXL's UNet receives as ``added_cond_kwargs["text_embeds"]``)."""
+
+    last_hidden_state: torch.Tensor
+    pooler_output: torch.Tensor
+    text_embeds: torch.Tensor
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return (self.last_hidden_state, self.pooler_output, self.text_embeds)[i]
+
+
 class JointTextEncoder(torch.nn.Module):
     """SDXL's two text encoders as one text path: token ids of the first tokenizer in, the
     2048-d-shaped context out (``last_hidden_state`` = both penultimate states concatenated).
@@ -105,14 +118,12 @@ class JointTextEncoder(torch.nn.Module):
         after = (is_eos.long().cumsum(dim=1) - is_eos.long()) > 0  # strictly after the first EOS
         return ids.masked_fill(after, self.pad_id_2)
 
-    def forward(self, input_ids: torch.Tensor, **_: Any) -> Any:
-        from transformers.modeling_outputs import BaseModelOutputWithPooling
-
+    def forward(self, input_ids: torch.Tensor, **_: Any) -> JointOutput:
         o1 = self.first(input_ids, output_hidden_states=True)
         o2 = self.second(self.second_ids(input_ids), output_hidden_states=True)
         h1, h2 = o1.hidden_states[-2], o2.hidden_states[-2]
         pooled = torch.cat([o1.pooler_output, o2.text_embeds.to(o1.pooler_output.dtype)], dim=-1)
-        return BaseModelOutputWithPooling(last_hidden_state=torch.cat([h1, h2.to(h1.dtype)], dim=-1), pooler_output=pooled)
+        return JointOutput(torch.cat([h1, h2.to(h1.dtype)], dim=-1), pooled, o2.text_embeds)
 
 
 def context_encoder(pipe: Any) -> Any:
@@ -214,5 +225,5 @@ def decode_latents(pipe: Any, latents: torch.Tensor, output_type: str = "pil") -
     return list(pipe.image_processor.postprocess(image, output_type=output_type, do_denormalize=[True] * len(latents)))
 
 
-__all__ = ["Conditioning", "JointTextEncoder", "as_conditioning", "context_dim", "context_encoder", "context_encoders", "decode_latents", "encode_condition",
+__all__ = ["Conditioning", "JointOutput", "JointTextEncoder", "as_conditioning", "context_dim", "context_encoder", "context_encoders", "decode_latents", "encode_condition",
            "encode_context", "encode_hidden", "sdxl_micro_conditioning", "unet_output"]
