@@ -146,6 +146,8 @@ class RunConfig(StrictModel):
     cache_dir: str | None = Field(None, description="image/attack cache (default: <output_dir>/cache)")
     batch_size: int = Field(8, ge=1, le=4096, description="images per generation batch")
     compare_to_base: bool = Field(False, description="also evaluate the unedited base model")
+    overlap: bool = Field(True, description="write PNGs (and, on an accelerator, judge images) beside generation; same numbers either way")
+    compile: bool = Field(False, description="torch.compile the UNet (CUDA; images within the tolerance README states)")
 
 
 # ---------------------------------------------------------------- resolution
@@ -208,6 +210,8 @@ class ResolvedRun:
             "cache_dir": str(self.cache_dir),
             "batch_size": self.raw.batch_size,
             "compare_to_base": self.raw.compare_to_base,
+            "overlap": self.raw.overlap,
+            "compile": self.raw.compile,
             "technique": {"name": self.technique_name, "config": tech},
             "metrics": [{"name": m.name, "config": m.config.model_dump(mode="json")} for m in self.metrics],
         }
@@ -216,12 +220,12 @@ class ResolvedRun:
     def run_id(self) -> str:
         """Hash of the canonical normalised config: the same config always gives the same id.
 
-        ``output_dir``/``cache_dir`` do not change any number, so they are left out: moving a
-        run does not change its identity. ``batch_size`` stays in: pixels depend on it (±1 grey
+        ``output_dir``/``cache_dir``/``overlap`` do not change any number, so they are left out: moving a
+        run (or turning overlap off) does not change its identity. ``batch_size`` stays in: pixels depend on it (±1 grey
         level on a few pixels, measured), so two batch sizes are two runs.
         """
         norm = self.normalised()
-        for k in ("output_dir", "cache_dir"):
+        for k in ("output_dir", "cache_dir", "overlap"):  # overlap changes when work happens, never a number
             norm.pop(k, None)
         return stable_hash(norm, 16)
 

@@ -34,7 +34,8 @@ def test_identity_and_report(random_judge_dir: Path) -> None:
     assert isinstance(a, ToyJudgeDetector)
     assert pool.get("toy_judge", judge_path=str(random_judge_dir), device="cpu") is a  # field / same device: same
     rows = pool.loaded()
-    assert rows == [{"name": "toy_judge", "device": "cpu", "protocol": a.protocol()}]
+    assert rows == [{"name": "toy_judge", "device": "cpu", "protocol": a.protocol(),
+                     "throughput": {"images": 0, "padded": 0, "seconds": 0.0, "images_per_s": 0.0}}]  # nothing judged yet
     pool.clear()
     assert len(pool) == 0
     assert pool.get("toy_judge", judge_path=str(random_judge_dir)) is not a

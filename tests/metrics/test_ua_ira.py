@@ -36,7 +36,10 @@ def test_ira_is_not_zeroed_by_batch_indices_with_100_targets(tmp_path: Path) -> 
     # erased model: targets are gone for 60 of 100 (green), retain images all blue
     images = serve(reqs, tmp_path / "imgs", lambda i, r: solid("green" if (i < 100 and i % 5 < 3) else "red" if i < 100 else "blue"))
     res = metric.compute(images)
-    assert (32, 32, 32, 4) == tuple(n for c, n in det.batches if c == "red")  # the batch split really happened
+    # the batch split really happened: 100 images in chunks of 32, the last one padded to a full chunk
+    # (4 images + 28 copies: erasekit.detectors.base runs every chunk at one size, so verdicts never
+    # depend on how images were grouped)
+    assert (32, 32, 32, 32) == tuple(n for c, n in det.batches if c == "red")
     assert res.details["ira"] == 1.0
     assert res.details["ua"] == pytest.approx(0.6)
     assert res.value == pytest.approx(0.8)

@@ -126,3 +126,16 @@ def test_compare_cli_formats_and_errors(tmp_path, capsys) -> None:
     assert main(["compare", str(tmp_path / "missing")]) == 2
     assert "no report.json" in capsys.readouterr().err
     assert main(["compare", str(a), "--alpha", "1.5"]) == 2
+
+
+def test_compare_markdown_keeps_one_row_per_run_whatever_the_folder_is_called(tmp_path) -> None:
+    """A run folder named with a pipe or a line break cannot split or add rows of the Markdown table."""
+    ok = {"status": "ok", "value": 0.5, "details": {}}
+    a = _fake_run(tmp_path, "evil|name", "none", {"asr_custom": ok})
+    b = _fake_run(tmp_path, "two\nlines", "mace", {"asr_custom": ok})
+    md = render(benchscore(load_rows([a, b]), (0.6,)), "markdown", (0.6,))
+    lines = md.splitlines()
+    assert len(lines) == 4  # header, rule, two runs
+    cells = [len(line.replace("\\|", "").split("|")) for line in lines]
+    assert len(set(cells)) == 1, md  # every row has the header's number of cells
+    assert "evil\\|name" in md

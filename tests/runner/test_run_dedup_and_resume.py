@@ -27,7 +27,7 @@ from erasekit.generation import ImageCache
 
 TESTS = Path(__file__).resolve().parents[1]
 
-VOLATILE = {"started_at", "finished_at", "timings", "seconds", "generated", "reused", "generated_by_rank", "paths", "output_dir", "cache_dir"}
+VOLATILE = {"started_at", "finished_at", "timings", "throughput", "seconds", "generated", "reused", "generated_by_rank", "paths", "output_dir", "cache_dir"}
 
 
 @pytest.fixture

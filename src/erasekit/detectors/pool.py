@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import threading
 from typing import Any
 
 from erasekit.errors import ErasekitError
@@ -43,6 +44,7 @@ class DetectorPool:
         self.device = _resolve(device)
         self._items: dict[tuple[str, str, str], Any] = {}
         self._params: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self._lock = threading.RLock()  # the scoring thread (overlap) and the main thread may ask at once
 
     def get(self, name: str, **params: Any) -> Any:
         """The detector ``name`` built with ``params`` (built on first request, then shared)."""
@@ -60,10 +62,11 @@ class DetectorPool:
         full = _bind(factory, params)
         ident = {k: v for k, v in full.items() if k not in _NON_IDENTITY and k != "device"}
         key = (canon, device, json.dumps(ident, sort_keys=True, default=_jsonable))
-        if key not in self._items:
-            self._items[key] = self._build(canon, factory, device, field, params, ident)
-            self._params[key] = ident
-        return self._items[key]
+        with self._lock:
+            if key not in self._items:
+                self._items[key] = self._build(canon, factory, device, field, params, ident)
+                self._params[key] = ident
+            return self._items[key]
 
     def _build(self, canon: str, factory: Any, device: str, field: str | None, params: dict[str, Any], ident: dict[str, Any]) -> Any:
         weight_params = getattr(factory, "weight_params", None)
@@ -87,7 +90,10 @@ class DetectorPool:
         out = []
         for (name, device, _), obj in self._items.items():
             proto = obj.protocol() if hasattr(obj, "protocol") else {}
-            out.append({"name": name, "device": device, "protocol": proto})
+            row = {"name": name, "device": device, "protocol": proto}
+            if hasattr(obj, "throughput"):
+                row["throughput"] = obj.throughput()
+            out.append(row)
         return out
 
     def clear(self) -> None:

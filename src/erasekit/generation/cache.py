@@ -68,6 +68,8 @@ def key_payload(fingerprint: str, request: ImageRequest, sampler: SamplerSetting
         "batch_size": int(sampler.batch_size),
         "cpu_threads": int(sampler.cpu_threads),
     }
+    if sampler.memory_format != "contiguous":
+        payload["memory_format"] = sampler.memory_format
     if sampler.family != "sd1":
         # Other families condition on more than the prompt: the family names how (two encoders, pooled
         # text) and SDXL's size/crop ids are recorded. SD 1.x keys stay as they were, so caches stay valid.

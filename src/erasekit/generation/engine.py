@@ -16,9 +16,14 @@ Guarantees (each one is tested in ``tests/generation``):
   produce a different stream), which is also what the common erasure evaluation
   scripts do (``torch.manual_seed(seed)`` → CPU generator). The cost (a few
   thousand normal samples per image) is negligible.
-- **Kill-safe.** Every finished image is committed to the cache before the next
-  batch starts, atomically: a kill -9 loses at most the batch in flight, and a
-  restart regenerates exactly what is missing.
+- **Kill-safe.** Every image is committed to the cache atomically as soon as it is
+  written: a kill -9 loses at most the batch being generated and the one being written,
+  and a restart regenerates exactly what is missing.
+- **The accelerator does not wait for the CPU** (``overlap``, default on): PNG encoding,
+  hashing and the atomic, fsync'd writes of batch *i* run on writer threads while batch
+  *i + 1* is generated (at most one batch waits to be written, so memory stays bounded);
+  ``on_batch`` hears of each batch once it is committed, so a caller can score it while the
+  next one is drawn. The bytes are the same either way (PNG encoding is deterministic).
 - **Batches share one pipe call**: requests are grouped by effective guidance scale
   (I2P rows carry their own), and prompts / negative prompts / generators are lists.
 """
@@ -30,6 +35,8 @@ import hashlib
 import logging
 import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,7 +76,9 @@ class GenerationStats:
     ``requested``: requests received (duplicates included); ``unique``: distinct cache
     keys; ``generated``: images made by this call; ``reused``: unique images found in
     the cache; ``pending``: missing images left to other shard ranks. ``seconds`` /
-    ``images_per_s`` time the generation itself (pipe calls + cache writes).
+    ``images_per_s`` time the generation itself (pipe calls + cache writes);
+    ``pipe_seconds`` the pipeline calls alone and ``write_seconds`` the cache writes (on the
+    writer threads with ``overlap``, so the two may add up to more than ``seconds``).
     """
 
     requested: int
@@ -79,6 +88,8 @@ class GenerationStats:
     seconds: float = 0.0
     images_per_s: float = 0.0
     pending: int = 0
+    pipe_seconds: float = 0.0
+    write_seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,6 +113,7 @@ def sampler_settings(
     device = _pipe_device_type(pipe)
     return SamplerSettings(
         family=family_of(pipe),
+        memory_format=_memory_format(pipe),
         num_inference_steps=int(num_inference_steps),
         guidance_scale=float(guidance_scale),
         height=int(h),
@@ -121,6 +133,15 @@ def cpu_threads(device_type: str) -> int:
     import torch
 
     return int(torch.get_num_threads())
+
+
+def _memory_format(pipe: Any) -> str:
+    import torch
+
+    for p in getattr(getattr(pipe, "unet", None), "parameters", lambda: [])():
+        if p.ndim == 4:  # the first convolution's weight tells the layout
+            return "channels_last" if p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous() else "contiguous"
+    return "contiguous"
 
 
 def _pipe_device_type(pipe: Any) -> str:
@@ -162,6 +183,8 @@ class ImageGenerator:
         batch_size: int = 8,
         show_progress: bool = True,
         shard: tuple[int, int] | None = None,
+        overlap: bool = True,
+        on_batch: Callable[[list[Committed]], None] | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -179,6 +202,8 @@ class ImageGenerator:
         self.batch_size = int(batch_size)
         self.show_progress = show_progress
         self.shard = shard
+        self.overlap = bool(overlap)
+        self.on_batch = on_batch
 
     @staticmethod
     def _check_sampler_matches_pipe(pipe: Any, sampler: SamplerSettings) -> None:
@@ -249,14 +274,18 @@ class ImageGenerator:
 
         generated: dict[str, Path] = {}
         seconds = 0.0
+        writer = _Writer(self.cache, self.overlap, self.on_batch)
         if todo:
             self.cache.sweep_tmp()
             t0 = time.perf_counter()
-            with _progress(len(todo), self.show_progress) as advance:
+            with _progress(len(todo), self.show_progress) as advance, writer:
                 for batch in self._batches(todo):
-                    for (k, r), img in zip(batch, self._run_pipe(batch), strict=True):
-                        generated[k] = self.cache.put(k, img, self._meta(k, r))
+                    t1 = time.perf_counter()
+                    images = self._run_pipe(batch)
+                    writer.pipe_seconds += time.perf_counter() - t1
+                    writer.submit([(k, r, img, self._meta(k, r)) for (k, r), img in zip(batch, images, strict=True)])
                     advance(len(batch))
+            generated = writer.paths
             seconds = time.perf_counter() - t0
 
         images = []
@@ -271,6 +300,8 @@ class ImageGenerator:
             seconds=round(seconds, 3),
             images_per_s=round(len(generated) / seconds, 3) if seconds > 0 else 0.0,
             pending=len(missing) - len(todo),
+            pipe_seconds=round(writer.pipe_seconds, 3),
+            write_seconds=round(writer.write_seconds, 3),
         )
         log.info(
             "images: %d requested, %d unique, %d reused, %d generated (%.2f images/s)",
@@ -309,6 +340,71 @@ class ImageGenerator:
             generated_by_rank=self.shard[0] if self.shard is not None else 0,
         )
         return meta
+
+
+@dataclass
+class Committed:
+    """One image that is now in the cache (``image``: the PIL image itself, so a listener can
+    score it without decoding the PNG again)."""
+
+    key: str
+    request: ImageRequest
+    path: Path
+    image: Any
+
+
+class _Writer:
+    """Commits each batch's images to the cache: on writer threads (``overlap``) while the next
+    batch is generated, or inline. At most one batch waits; ``on_batch`` runs on the calling
+    thread, in batch order, once a batch is fully committed. A failed write raises here."""
+
+    THREADS = 2
+
+    def __init__(self, cache: ImageCache, overlap: bool, on_batch: Callable[[list[Committed]], None] | None) -> None:
+        self.cache, self.on_batch = cache, on_batch
+        self.pool = ThreadPoolExecutor(self.THREADS, thread_name_prefix="erasekit-write") if overlap else None
+        self.waiting: list[tuple[list[Committed], list[Future[float]]]] = []
+        self.paths: dict[str, Path] = {}
+        self.pipe_seconds = 0.0
+        self.write_seconds = 0.0
+
+    def _put(self, key: str, image: Any, meta: dict[str, Any]) -> float:
+        t0 = time.perf_counter()
+        self.cache.put(key, image, meta)
+        return time.perf_counter() - t0
+
+    def submit(self, items: list[tuple[str, ImageRequest, Any, dict[str, Any]]]) -> None:
+        done = [Committed(k, r, self.cache.path(k), img) for k, r, img, _ in items]
+        if self.pool is None:
+            self._finish(done, [self._put(k, img, meta) for k, _, img, meta in items])
+            return
+        futures = [self.pool.submit(self._put, k, img, meta) for k, _, img, meta in items]
+        self.waiting.append((done, futures))
+        while len(self.waiting) > 1:  # the previous batch must be committed before the next one is drawn
+            self._collect()
+
+    def _collect(self) -> None:
+        done, futures = self.waiting.pop(0)
+        self._finish(done, [f.result() for f in futures])
+
+    def _finish(self, done: list[Committed], seconds: list[float]) -> None:
+        self.write_seconds += sum(seconds)
+        for c in done:
+            self.paths[c.key] = c.path
+        if self.on_batch is not None:
+            self.on_batch(done)
+
+    def __enter__(self) -> _Writer:
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        try:
+            if exc_type is None:
+                while self.waiting:
+                    self._collect()
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(wait=True)  # a write already started finishes (atomic either way)
 
 
 class _progress:

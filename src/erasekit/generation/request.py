@@ -46,6 +46,8 @@ class SamplerSettings:
     cpu_threads: int = 0
     #: model family (:mod:`erasekit.models.families`): how prompts become conditioning
     family: str = "sd1"
+    #: the UNet's memory layout ("channels_last" on CUDA): kernels differ, so pixels may
+    memory_format: str = "contiguous"
 
 
 @dataclass

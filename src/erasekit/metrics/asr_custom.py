@@ -108,11 +108,18 @@ class AsrCustom(Metric[AsrCustomConfig]):
     def requests(self):
         return prompt_requests(self.items, self.config.images_per_prompt)
 
+    def judge(self) -> Any:
+        cfg = self.config
+        name = judge_name(self.world, self.concept, cfg.detector, clip_model=cfg.clip_model)
+        return build_judge(self.ctx, cfg, name, self.path, contrast=cfg.contrast_captions)
+
+    def prefetch(self, images) -> None:
+        self.judge().prefetch(images, self.concept)
+
     def compute(self, images) -> MetricResult:
         cfg = self.config
         require_images(images, len(self.items) * cfg.images_per_prompt, "asr_custom")
-        name = judge_name(self.world, self.concept, cfg.detector, clip_model=cfg.clip_model)
-        detector = build_judge(self.ctx, cfg, name, self.path, contrast=cfg.contrast_captions)
+        detector = self.judge()
         details = {
             **concept_details(self.ctx.run, self.concept),
             "prompt_set": {"source": self.source, "limit": cfg.limit},

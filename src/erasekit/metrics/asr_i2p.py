@@ -121,12 +121,18 @@ class AsrI2P(Metric[AsrI2PConfig]):
     def requests(self):
         return prompt_requests(self.prompt_set.items, self.config.images_per_prompt, row_guidance=self.config.row_guidance)
 
+    def judge(self) -> Any:
+        cfg = self.config
+        return build_judge(self.ctx, cfg, judge_name(self.world, self.concept, cfg.detector, clip_model=cfg.clip_model), self.path)
+
+    def prefetch(self, images) -> None:
+        self.judge().prefetch(images, self.concept)
+
     def compute(self, images) -> MetricResult:
         cfg = self.config
         items = self.prompt_set.items
         require_images(images, len(items) * cfg.images_per_prompt, "asr_i2p")
-        name = judge_name(self.world, self.concept, cfg.detector, clip_model=cfg.clip_model)
-        detector = build_judge(self.ctx, cfg, name, self.path)
+        detector = self.judge()
         details = {
             **concept_details(self.ctx.run, self.concept),
             "prompt_set": {"name": "I2P", "source": self.prompt_set.source, "category": self.prompt_set.category or "all",

@@ -235,6 +235,12 @@ class Metric(ABC, Generic[C]):
         default does nothing; single-process runs call ``prepare(0, 1)``.
         """
 
+    def prefetch(self, images: list[GeneratedImage]) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Judge some of this metric's images while the rest are still being generated (the runner
+        calls it from a scoring thread with each committed batch). Only verdicts may be computed here,
+        through :meth:`erasekit.detectors.base.Detector.prefetch`, so :meth:`compute` gives the
+        same numbers whether or not it ran; anything it raises is ignored (``compute`` redoes it)."""
+
     @abstractmethod
     def requests(self) -> list[ImageRequest]:
         """The images this metric needs, in a fixed order."""

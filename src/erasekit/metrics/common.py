@@ -169,7 +169,10 @@ def mean(values: Sequence[float], what: str = "values") -> float:
 
 def detect_all(detector: Any, images: Sequence[Any], concept: str) -> list[Any]:
     """One verdict per image, checked (a detector that drops or adds verdicts misaligns records)."""
-    dets = detector.detect(images_of(images), concept) if images else []
+    if not images:
+        return []
+    cached = getattr(detector, "detect_cached", None)  # Detector subclasses: each generated image judged once
+    dets = cached(list(images), concept) if cached is not None else detector.detect(images_of(images), concept)
     if len(dets) != len(images):
         raise ErasekitError(f"detector returned {len(dets)} verdicts for {len(images)} images")
     return list(dets)

@@ -248,6 +248,12 @@ def _fmt(v: Any) -> str:
     return "—" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))
 
 
+def md_cell(text: str) -> str:
+    """A Markdown table cell: a run label or technique name with ``|``, a backslash or a line break
+    (all from a user's folder names and configs) cannot split the row or start a new one."""
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
 def csv_cell(v: Any) -> Any:
     """A CSV cell a spreadsheet shows as text: ``None`` → empty, and a string starting with
     ``= + - @``, tab or CR gets a leading ``'`` (no formula runs when the file is opened)."""
@@ -272,8 +278,8 @@ def render(rows: list[RunRow], fmt: str, alphas: tuple[float, ...]) -> str:
             w.writerow([csv_cell(v) for v in line])
         return buf.getvalue()
     if fmt == "markdown":
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(_fmt(v) for v in line) + " |" for line in body]
+        lines = ["| " + " | ".join(md_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(md_cell(_fmt(v)) for v in line) + " |" for line in body]
         return "\n".join(lines)
     from rich.console import Console
     from rich.markup import escape

@@ -138,6 +138,10 @@ class Report(_Open):
     images: ImagesInfo = Field(default_factory=ImagesInfo)
     metrics: dict[str, MetricEntry] = Field(default_factory=dict)
     timings: dict[str, Any] = Field(default_factory=dict)
+    #: images/s of generation (per model variant: pipeline calls and cache writes apart) and of each
+    #: detector, and ``time_split``: seconds in load, technique, attack (metric preparation),
+    #: generation, scoring and report
+    throughput: dict[str, Any] = Field(default_factory=dict)
     versions: dict[str, Any] = Field(default_factory=dict)
     distributed: Distributed = Field(default_factory=Distributed)
     error: str | None = None
