@@ -27,8 +27,10 @@ from erasekit.errors import ConfigError
 from erasekit.generation.request import GeneratedImage, ImageRequest
 from erasekit.metrics.base import Metric, MetricContext, MetricResult
 from erasekit.metrics.protocols import brief, protocol_record
+from erasekit.prefetch import PrefetchScorer, judges_beside_generation
 from erasekit.preflight import check_machine
 from erasekit.progress import Narrator
+from erasekit.report.run_time import generation_entry, summarise_throughput
 from erasekit.report.schema import (
     ImagesInfo,
     MetricEntry,
@@ -51,12 +53,6 @@ from erasekit.utils.atomic_io import (
 from erasekit.versions import library_versions
 
 log = logging.getLogger("erasekit")
-
-#: Judge committed batches on a scoring thread while the next batch is generated only when generation
-#: runs on an accelerator. On a CPU-only machine the judge's torch/onnxruntime thread team competes
-#: with the UNet's for the same cores (measured on 2 cores: a toy asr_custom run took 1.8x longer),
-#: so there only the PNG writes overlap. Tests flip it to exercise the scoring path on a CPU.
-SCORE_BESIDE_GENERATION_ON_CPU = False
 
 REPORT_NAME = "report.json"
 RECORDS_NAME = "records.jsonl"
@@ -99,7 +95,7 @@ class Runner:
         from erasekit.distributed import Dist
 
         self.dist = Dist()
-        self._scorer = _Scorer()
+        self._scorer = PrefetchScorer()
 
     # ------------------------------------------------------------ reporting
     def _save(self) -> None:
@@ -180,10 +176,7 @@ class Runner:
         t0 = time.perf_counter()
         with self.narrator.phase(f"loading base model {tconf.model_id} on {device}"):
             pipe = load_base_pipeline(tconf.model_id, device=device, use_fp16=tconf.use_fp16)
-        if run.raw.compile:
-            # in place (nn.Module.compile): parameter names, state dicts and weight edits are unchanged;
-            # the graph compiles on the first call. Image keys are unchanged: compiled images are within
-            # 1 grey level of eager ones (tests/generation/test_overlap.py)
+        if run.raw.compile:  # in place: names, checkpoints and edits unchanged; keys too (tolerance: README)
             pipe.unet.compile()
         self.report["timings"]["load_seconds"] = round(time.perf_counter() - t0, 3)
         base_fp = base_fingerprint(tconf.model_id)
@@ -312,8 +305,8 @@ class Runner:
             if not self.dist.is_main:
                 return
         gen = make_generator(fingerprint)
-        if self.run.raw.overlap and (gen.sampler.device != "cpu" or SCORE_BESIDE_GENERATION_ON_CPU):
-            gen.on_batch = self._scorer.listener(variant, gen)
+        if judges_beside_generation(self.run.raw.overlap, gen.sampler.device):
+            gen.on_batch = self._scorer.listener(variant.metrics, variant.requests, variant.errors, gen.key)
         images, stats = gen.generate(flat)
         if by_rank is not None:
             stats.generated += sum(by_rank)
@@ -328,9 +321,7 @@ class Runner:
         for field_name in ("requested", "unique", "generated", "reused"):
             img[field_name] += int(getattr(stats, field_name))
         img.setdefault("by_model", {})[variant.name] = {f: int(getattr(stats, f)) for f in ("requested", "unique", "generated", "reused")}
-        self.report.setdefault("throughput", {}).setdefault("generation", {})[variant.name] = {
-            "images": int(stats.generated), "seconds": stats.seconds, "images_per_s": stats.images_per_s,
-            "pipe_seconds": stats.pipe_seconds, "write_seconds": stats.write_seconds, "overlap": bool(self.run.raw.overlap)}
+        self.report.setdefault("throughput", {}).setdefault("generation", {})[variant.name] = generation_entry(stats, self.run.raw.overlap)
         self.report["timings"][f"generation_seconds_{variant.name}"] = round(time.perf_counter() - t0, 3)
         self._save()
 
@@ -401,7 +392,8 @@ class Runner:
         self.report["finished_at"] = _now()
         self.report["timings"].setdefault("total_seconds", round(time.perf_counter() - t_start, 3))
         t0 = time.perf_counter()
-        self._throughput()
+        pool = getattr(self, "_pool", None)
+        summarise_throughput(self.report, pool.loaded() if pool is not None else [])
         self._save_records()
         if self.dist.is_main:
             try:
@@ -414,22 +406,6 @@ class Runner:
         self.report["status"] = status
         self._save()
         return RunOutcome(self.report, code, self.out)
-
-    def _throughput(self) -> None:
-        """report.json ``throughput``: the detectors' images/s and where the run's time went."""
-        tp = self.report.setdefault("throughput", {})
-        pool = getattr(self, "_pool", None)
-        tp["detectors"] = [{"name": d["name"], "device": d["device"], **d["throughput"]}
-                           for d in (pool.loaded() if pool is not None else []) if d.get("throughput", {}).get("images")]
-        t = self.report.get("timings", {})
-        tp["time_split"] = {
-            "load": t.get("load_seconds"),
-            "technique": self.report.get("technique", {}).get("seconds"),
-            "attack": round(sum(v for k, v in t.items() if k.startswith("prepare_seconds_")), 3),  # metric preparation
-            "generation": round(sum(v for k, v in t.items() if k.startswith("generation_seconds_")), 3),
-            "scoring": round(sum(m.get("seconds") or 0.0 for m in self.report.get("metrics", {}).values()), 3),
-            "scoring_beside_generation": t.get("prefetch_scoring_seconds", 0.0),
-        }
 
     def save_crash(self, exc: BaseException) -> None:
         """Mark the report ``crashed`` / ``interrupted`` with the reason. When the disk is full the
@@ -451,65 +427,6 @@ class Runner:
             write_in_place(self.out / REPORT_NAME, json.dumps(to_jsonable(slim), default=str).encode())
         except Exception:  # noqa: BLE001 - nothing more can be written; the CLI still says why
             log.error("could not record the crash in %s", self.out / REPORT_NAME, exc_info=True)
-
-
-class _Scorer:
-    """Runs metrics' :meth:`~erasekit.metrics.base.Metric.prefetch` on one thread while later
-    batches are generated. At most ``MAX_WAITING`` jobs wait (generation then waits for the
-    judge, so images held in memory stay bounded); a failing job is logged and forgotten, since
-    ``compute`` judges whatever is missing."""
-
-    MAX_WAITING = 4
-
-    def __init__(self) -> None:
-        self.pool: Any = None
-        self.jobs: list[Any] = []
-        self.seconds = 0.0
-
-    def listener(self, variant: _Variant, gen: Any) -> Any:
-        hooks = {k: m for k, m in variant.metrics.items() if k not in variant.errors and type(m).prefetch is not Metric.prefetch}
-        wanted: dict[str, list[str]] = {}
-        for k in hooks:
-            for r in variant.requests.get(k, []):
-                keys = wanted.setdefault(gen.key(r), [])
-                if k not in keys:
-                    keys.append(k)
-        if not wanted:
-            return None
-        if self.pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self.pool = ThreadPoolExecutor(1, thread_name_prefix="erasekit-score")
-
-        def on_batch(done: list[Any]) -> None:
-            by_metric: dict[str, list[GeneratedImage]] = {}
-            for c in done:
-                for k in wanted.get(c.key, ()):
-                    by_metric.setdefault(k, []).append(GeneratedImage(request=c.request, key=c.key, path=c.path, reused=False,
-                                                                      _image=c.image))
-            for k, imgs in by_metric.items():
-                self.jobs.append(self.pool.submit(self._run, hooks[k], imgs))
-            while sum(not j.done() for j in self.jobs) > self.MAX_WAITING:
-                next(j for j in self.jobs if not j.done()).result()
-            self.jobs = [j for j in self.jobs if not j.done()]
-
-        return on_batch
-
-    def _run(self, metric: Metric, images: list[GeneratedImage]) -> None:
-        t0 = time.perf_counter()
-        try:
-            metric.prefetch(images)
-        except Exception:  # noqa: BLE001 - compute() judges what is missing and reports a real failure
-            log.debug("prefetch for %s failed; compute will judge these images", type(metric).__name__, exc_info=True)
-        self.seconds += time.perf_counter() - t0
-
-    def wait(self) -> None:
-        for j in self.jobs:
-            j.result()
-        self.jobs = []
-        if self.pool is not None:
-            self.pool.shutdown(wait=True)
-            self.pool = None
 
 
 def _pending_entry(m: ResolvedMetric) -> MetricEntry:

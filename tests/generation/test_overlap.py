@@ -86,9 +86,9 @@ def _records(tmp_path: Path, name: str) -> list[dict]:
 
 
 def test_a_run_with_overlap_gives_the_same_images_and_numbers_as_without(tmp_path, monkeypatch):
-    import erasekit.runner
+    import erasekit.prefetch
 
-    monkeypatch.setattr(erasekit.runner, "SCORE_BESIDE_GENERATION_ON_CPU", True)  # the accelerator path, on this CPU
+    monkeypatch.setattr(erasekit.prefetch, "SCORE_BESIDE_GENERATION_ON_CPU", True)  # the accelerator path, on this CPU
     on = _toy_run(tmp_path, "on")
     off = _toy_run(tmp_path, "off", overlap=False)
     assert _records(tmp_path, "on") == _records(tmp_path, "off")
