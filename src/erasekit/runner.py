@@ -23,6 +23,7 @@ from typing import Any
 
 from erasekit import __version__
 from erasekit.config import ResolvedMetric, ResolvedRun
+from erasekit.detectors import DetectorPool
 from erasekit.errors import ConfigError
 from erasekit.generation.request import GeneratedImage, ImageRequest
 from erasekit.metrics.base import Metric, MetricContext, MetricResult
@@ -33,14 +34,13 @@ from erasekit.progress import Narrator
 from erasekit.report.run_time import generation_entry, summarise_throughput
 from erasekit.report.schema import (
     ImagesInfo,
-    MetricEntry,
     ModelInfo,
     Paths,
     Report,
     Seeds,
     TechniqueInfo,
-    class_describe,
     entry_json,
+    pending_entry,
     report_json,
 )
 from erasekit.utils.atomic_io import (
@@ -163,7 +163,7 @@ class Runner:
             seeds=Seeds(run_seed=run.raw.seed, image_seed_rule="request seed when run seed is 0, else sha256(run seed, request seed)"),
             sampler={},
             images=ImagesInfo(requested=0, unique=0, generated=0, reused=0),
-            metrics={m.key: _pending_entry(m) for m in run.metrics},
+            metrics={m.key: pending_entry(m.name, m.key, m.cls) for m in run.metrics},
             timings={},
             versions=library_versions(),
             distributed={"world_size": self.dist.world},
@@ -192,7 +192,7 @@ class Runner:
                                    batch_size=run.raw.batch_size)
         self.report["sampler"] = sampler.__dict__.copy()
         cache = ImageCache(run.cache_dir)
-        pool = self._pool = _detector_pool(device)
+        pool = self._pool = DetectorPool(device)
 
         def make_generator(fp: str, shard: tuple[int, int] | None = None, on_batch: Any = None) -> Any:
             return ImageGenerator(pipe, fp, sampler, cache, run_seed=run.raw.seed, batch_size=run.raw.batch_size,
@@ -427,26 +427,6 @@ class Runner:
             write_in_place(self.out / REPORT_NAME, json.dumps(to_jsonable(slim), default=str).encode())
         except Exception:  # noqa: BLE001 - nothing more can be written; the CLI still says why
             log.error("could not record the crash in %s", self.out / REPORT_NAME, exc_info=True)
-
-
-def _pending_entry(m: ResolvedMetric) -> MetricEntry:
-    """A metric's entry before it is scored, with its declared meaning (``Metric.describe()``:
-    direction, group, BenchScore entries) so report readers never need its name. A metric
-    class that does not declare them still runs; its entry just lacks those keys."""
-    declared = {k: v for k, v in class_describe(m.cls).items() if k in ("higher_is_better", "group", "benchscore")}
-    try:
-        return MetricEntry(name=m.name, status="pending", value=None, details={}, seconds=None, **declared)
-    except Exception:  # noqa: BLE001 - a malformed declaration must not stop the run
-        log.warning("metric %s: could not record its declared direction/group", m.key, exc_info=True)
-        return MetricEntry(name=m.name, status="pending", value=None, details={}, seconds=None)
-
-
-def _detector_pool(device: str) -> Any:
-    try:
-        from erasekit.detectors import DetectorPool  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return DetectorPool(device)
 
 
 def _error_text(exc: BaseException) -> str:

@@ -53,7 +53,7 @@ from erasekit.attacks.tokens import (
     token_table,
 )
 from erasekit.attacks.vocabulary import Vocabulary, drop_banned_words
-from erasekit.models.conditioning import Conditioning, context_encoder, unet_output
+from erasekit.models.conditioning import Conditioning, context_encoder, sdxl_time_ids, unet_output
 from erasekit.models.families import SDXL, family_of
 from erasekit.registry import ATTACKS
 
@@ -167,8 +167,7 @@ class UnlearnDiffAtk(Attack):
         hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
         if not self.sdxl:
             return Conditioning(hidden)
-        ids = torch.tensor([[size[0], size[1], 0, 0, size[0], size[1]]], dtype=hidden.dtype, device=hidden.device)
-        return Conditioning(hidden, out.text_embeds, ids)
+        return Conditioning(hidden, out.text_embeds, sdxl_time_ids(size[0], size[1], 1, hidden.dtype, hidden.device))
 
     def adversarial_prompt(self, adv_ids: Sequence[int], prompt: str) -> str:
         return " ".join(p for p in (self.vocab.decode(adv_ids), prompt) if p)

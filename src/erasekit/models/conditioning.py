@@ -197,11 +197,17 @@ def encode_condition(pipe: Any, prompts: Sequence[str], negatives: Sequence[str]
         return Conditioning(cond), (Conditioning(uncond) if guidance else None)
     cond, uncond, pooled, uncond_pooled = pipe.encode_prompt(
         prompt=list(prompts), device=device, num_images_per_prompt=1, do_classifier_free_guidance=guidance, negative_prompt=neg)
-    proj = int(pipe.text_encoder_2.config.projection_dim)
-    ids = pipe._get_add_time_ids((height, width), (0, 0), (height, width), dtype=cond.dtype, text_encoder_projection_dim=proj)
-    ids = ids.to(device).repeat(len(prompts), 1)
+    ids = sdxl_time_ids(height, width, len(prompts), cond.dtype, device)
     c = Conditioning(cond, pooled, ids)
     return c, (Conditioning(uncond, uncond_pooled, ids) if guidance else None)
+
+
+def sdxl_time_ids(height: int, width: int, n: int, dtype: torch.dtype, device: Any) -> torch.Tensor:
+    """SDXL's ``time_ids`` for ``n`` images: original size, crop corner, target size (the pipeline's
+    ``_get_add_time_ids`` with the defaults every erasekit image uses, :func:`sdxl_micro_conditioning`)."""
+    m = sdxl_micro_conditioning(height, width)
+    row = [*m["original_size"], *m["crops_coords_top_left"], *m["target_size"]]
+    return torch.tensor([row] * n, dtype=dtype, device=device)
 
 
 def sdxl_micro_conditioning(height: int, width: int) -> dict[str, list[int]]:
@@ -226,4 +232,4 @@ def decode_latents(pipe: Any, latents: torch.Tensor, output_type: str = "pil") -
 
 
 __all__ = ["Conditioning", "JointOutput", "JointTextEncoder", "as_conditioning", "context_dim", "context_encoder", "context_encoders", "decode_latents", "encode_condition",
-           "encode_context", "encode_hidden", "sdxl_micro_conditioning", "unet_output"]
+           "encode_context", "encode_hidden", "sdxl_micro_conditioning", "sdxl_time_ids", "unet_output"]

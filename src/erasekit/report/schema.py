@@ -23,6 +23,7 @@ registered metric class for reports written before those keys existed.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -223,6 +224,18 @@ def metric_class(name: str | None) -> type | None:
         return METRICS.get(name.split("#", 1)[0])
     except Exception:  # noqa: BLE001 - a metric that no longer exists, or a broken plugin
         return None
+
+
+def pending_entry(name: str, key: str, cls: type | None) -> MetricEntry:
+    """A metric's entry before it is scored, with its declared meaning (``Metric.describe()``:
+    direction, group, BenchScore entries) so report readers never need its name. A metric
+    class that does not declare them still runs; its entry just lacks those keys."""
+    declared = {k: v for k, v in class_describe(cls).items() if k in ("higher_is_better", "group", "benchscore")}
+    try:
+        return MetricEntry(name=name, status="pending", value=None, details={}, seconds=None, **declared)
+    except Exception:  # noqa: BLE001 - a malformed declaration must not stop the run
+        logging.getLogger("erasekit").warning("metric %s: could not record its declared direction/group", key, exc_info=True)
+        return MetricEntry(name=name, status="pending", value=None, details={}, seconds=None)
 
 
 def class_describe(cls: type | None) -> dict[str, Any]:

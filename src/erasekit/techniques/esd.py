@@ -148,11 +148,11 @@ class ESD(WeightEdit):
         opt = torch.optim.Adam([p for _, p in params], lr=cfg.lr)
         words = [w.strip() for w in as_list(cfg.erase_concept)]
         gen = torch.Generator("cpu").manual_seed(cfg.seed)
-        size = sampler_defaults(cfg.model_id).height // pipe.vae_scale_factor
+        size_px = sampler_defaults(cfg.model_id).height
+        size = size_px // pipe.vae_scale_factor
         shape = (1, frozen.config.in_channels, size, size)
         scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
         scheduler.set_timesteps(cfg.ddim_steps, device=device)
-        size_px = size * pipe.vae_scale_factor
         empty = encode_condition(pipe, [""], height=size_px, width=size_px)[0].to(torch.float32)
         embeds = {w: encode_condition(pipe, [w], height=size_px, width=size_px)[0].to(torch.float32) for w in words}
         t0 = time.perf_counter()
