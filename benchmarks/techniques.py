@@ -43,7 +43,8 @@ def _toy(esd_iterations: int) -> dict:
         "mace": {"erase_concept": "circle"},
         "negative_prompt": {"erase_concept": "circle"},
         "sld": {"erase_concept": "circle", "sld_config": "strong"},
-        "esd": {"erase_concept": "circle", "iterations": esd_iterations, "lr": 1e-3, "ddim_steps": 20},
+        # the toy recipe (examples/family/esd_x.yaml), cut to esd_iterations
+        "esd": {"erase_concept": "circle", "iterations": esd_iterations, "lr": 1e-3, "ddim_steps": 20, "negative_guidance": 16.0},
     }
     draw = {}
     for name, cfg in configs.items():

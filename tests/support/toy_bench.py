@@ -52,23 +52,19 @@ class Score:
 
 
 class ToyBench:
-    """One toy pipeline + judge; ``edit(**config)`` applies MACE to the pristine base weights."""
+    """One toy pipeline + judge; ``edit(technique, **config)`` applies a technique to the pristine base weights."""
 
     def __init__(self) -> None:
-        from erasekit.techniques.closed_form import cross_attention_kv
         from erasekit.toyworld import load_pipeline
         from erasekit.toyworld.judge import load_judge
 
         self.pipe = load_pipeline(path=TOY_PIPE)
         self.judge = load_judge(path=TOY_JUDGE) if TOY_JUDGE else load_judge()
-        self.layers = cross_attention_kv(self.pipe.unet)
-        self.base = [lin.weight.detach().clone() for _, lin in self.layers]
+        self.base = {k: v.detach().clone() for k, v in self.pipe.unet.state_dict().items()}  # ESD moves more than K/V
 
     def reset(self) -> None:
         install(self.pipe, None)  # an inference-time technique's hook goes with the edit
-        with torch.no_grad():
-            for (_, lin), w in zip(self.layers, self.base, strict=True):
-                lin.weight.copy_(w)
+        self.pipe.unet.load_state_dict(self.base)
 
     def edit(self, technique: str = "mace", **config) -> dict:
         """Apply ``technique`` (a registered name) with ``config`` to the pristine base weights."""

@@ -4,7 +4,7 @@ Each iteration (``iterations``, Adam at ``lr``, batch 1):
 
 1. a concept word (one of ``erase_concept``, drawn at random) and a DDIM step
    ``t_enc ∈ [0, ddim_steps)``;
-2. ``z``: the model *being trained* samples part-way from the concept prompt, from Gaussian
+2. ``z``: the model *being trained* (``partway_model: trained``) samples part-way from the concept prompt, from Gaussian
    noise down to DDIM step ``t_enc`` (``ddim_steps − 1 − t_enc`` steps of the ``ddim_steps``
    schedule, η = 0) with classifier-free guidance ``start_guidance`` (no gradient);
 3. the DDPM timestep the UNet sees: ``t ∈ [round(t_enc/ddim_steps·1000), round((t_enc+1)/ddim_steps·1000))``;
@@ -17,7 +17,13 @@ Each iteration (``iterations``, Adam at ``lr``, batch 1):
 ``attn2`` parameter), ``noxattn`` (ESD-u: everything except ``attn2``, the time embedding and
 the output layers ``conv_norm_out``/``conv_out`` — the official exclusion of ``out.`` and
 ``time_embed``; on SDXL also its ``add_embedding`` of pooled text and size ids, the same kind of layer), ``selfattn`` (``attn1``), ``full`` (everything). Defaults are the official ones
-(η 1, 1000 iterations, lr 1e-5, 50 DDIM steps, start guidance 3).
+of ``train-esd.py`` (η 1, 1000 iterations, lr 1e-5, 50 DDIM steps, start guidance 3).
+
+Two options come from the authors' later diffusers script (``esd_sd.py``): ``xattn_strict``
+(its ``esd-x-strict``: only ``attn2.to_k``/``attn2.to_v``, the projections of the text, so no
+image-side weight moves) and ``partway_model: frozen`` (it samples the part-way latents with the
+frozen original rather than with the model being trained). Its target
+``εc − η'·(εc − ε₀)`` is ours with ``η = η' − 1`` (its default η' = 2 is our η = 1).
 
 Deliberate differences: ``z`` lies exactly at the noise level of the timestep the UNet is
 asked about (DDIM step ``t_enc`` ↔ DDPM ``20·t_enc + 1`` on 50 steps); the official CompVis
@@ -42,23 +48,26 @@ import torch
 from pydantic import Field
 
 from erasekit.errors import TechniqueError
-from erasekit.models.conditioning import Conditioning, encode_condition, unet_output
+from erasekit.models.conditioning import Conditioning, encode_condition, unet_output, weight_dtype
 from erasekit.registry import TECHNIQUES
 from erasekit.techniques.editing import EditConfig, WeightEdit, as_list
 
 log = logging.getLogger(__name__)
 
 ESD_VERSION = 1
-TRAIN_METHODS = ("xattn", "noxattn", "selfattn", "full")
+TRAIN_METHODS = ("xattn", "xattn_strict", "noxattn", "selfattn", "full")
 
 
 class ESDConfig(EditConfig):
-    train_method: Literal["xattn", "noxattn", "selfattn", "full"] = Field("xattn", description="what is trained: ESD-x (xattn), ESD-u (noxattn) …")
+    train_method: Literal["xattn", "xattn_strict", "noxattn", "selfattn", "full"] = Field(
+        "xattn", description="what is trained: ESD-x (xattn), ESD-x-strict (xattn_strict: attn2 to_k/to_v), ESD-u (noxattn) …")
     negative_guidance: float = Field(1.0, ge=0.0, le=100.0, description="η: guidance away from the concept in the target")
     iterations: int = Field(1000, ge=1, le=1_000_000, description="training iterations (batch 1)")
     lr: float = Field(1e-5, gt=0.0, le=1.0, description="Adam learning rate")
     ddim_steps: int = Field(50, ge=1, le=1000, description="DDIM schedule of the part-way sampling")
     start_guidance: float = Field(3.0, ge=0.0, le=100.0, description="classifier-free guidance of the part-way sampling")
+    partway_model: Literal["trained", "frozen"] = Field(
+        "trained", description="who samples the part-way latents: the model being trained (train-esd.py) or the frozen original (esd_sd.py)")
     seed: int = Field(0, ge=0, le=2**63 - 1, description="seed of every random draw of the training")
 
 
@@ -68,6 +77,8 @@ def trainable_parameters(unet: Any, method: str) -> list[tuple[str, torch.nn.Par
     for name, p in unet.named_parameters():
         if method == "xattn":
             keep = "attn2" in name
+        elif method == "xattn_strict":
+            keep = ".attn2.to_k." in name or ".attn2.to_v." in name
         elif method == "selfattn":
             keep = "attn1" in name
         elif method == "noxattn":
@@ -116,13 +127,16 @@ class ESD(WeightEdit):
     Config = ESDConfig
     label = "ESD"
     identity_key = "esd"
-    edit_fields = ("train_method", "negative_guidance", "iterations", "lr", "ddim_steps", "start_guidance", "seed")
+    edit_fields = ("train_method", "negative_guidance", "iterations", "lr", "ddim_steps", "start_guidance", "partway_model", "seed")
     config: ESDConfig
 
     def edit_payload(self) -> dict[str, Any]:
         c = self.config
-        return {"esd_version": ESD_VERSION, "erase": as_list(c.erase_concept),
-                **{k: getattr(c, k) for k in self.edit_fields}}
+        payload = {"esd_version": ESD_VERSION, "erase": as_list(c.erase_concept),
+                   **{k: getattr(c, k) for k in self.edit_fields}}
+        if c.partway_model == "trained":  # the original default: fingerprints from before the field existed stay valid
+            del payload["partway_model"]
+        return payload
 
     # -------------------------------------------------------------- training
 
@@ -165,7 +179,7 @@ class ESD(WeightEdit):
                 start = torch.randn(shape, generator=gen).to(device)
                 emb_c = embeds[word]
                 with torch.no_grad():  # z at the noise level of t: ddim_steps − 1 − t_enc steps from pure noise
-                    z = _sample_till(trained, scheduler, start, emb_c, empty, cfg.start_guidance, cfg.ddim_steps - 1 - t_enc)
+                    z = _sample_till(trained if cfg.partway_model == "trained" else frozen, scheduler, start, emb_c, empty, cfg.start_guidance, cfg.ddim_steps - 1 - t_enc)
                 loss = esd_loss(trained, frozen, z, torch.tensor([t_ddpm], device=device), emb_c, empty, cfg.negative_guidance)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -175,7 +189,8 @@ class ESD(WeightEdit):
         seconds = time.perf_counter() - t0
         trained.eval()
         with torch.no_grad():
-            frozen.load_state_dict({k: v.to(frozen.dtype) for k, v in trained.state_dict().items()})
+            dtype = weight_dtype(frozen)
+            frozen.load_state_dict({k: v.to(dtype) for k, v in trained.state_dict().items()})
         del trained, opt
         n_params = sum(p.numel() for _, p in params)
         return {
