@@ -4,9 +4,10 @@ Each iteration (``iterations``, Adam at ``lr``, batch 1):
 
 1. a concept word (one of ``erase_concept``, drawn at random) and a DDIM step
    ``t_enc ∈ [0, ddim_steps)``;
-2. ``z``: the model *being trained* (``partway_model: trained``) samples part-way from the concept prompt, from Gaussian
-   noise down to DDIM step ``t_enc`` (``ddim_steps − 1 − t_enc`` steps of the ``ddim_steps``
-   schedule, η = 0) with classifier-free guidance ``start_guidance`` (no gradient);
+2. ``z``: the model *being trained* (``partway_model: trained``) samples part-way from the
+   concept prompt, from Gaussian noise down to DDIM step ``t_enc`` (``ddim_steps − 1 − t_enc``
+   steps of the ``ddim_steps`` schedule, η = 0) with classifier-free guidance
+   ``start_guidance`` (no gradient);
 3. the DDPM timestep the UNet sees: ``t ∈ [round(t_enc/ddim_steps·1000), round((t_enc+1)/ddim_steps·1000))``;
 4. the frozen original predicts ``ε₀ = ε(z, t, "")`` and ``εc = ε(z, t, c)``; the trained model
    predicts ``ε' = ε_θ(z, t, c)``;
@@ -179,7 +180,8 @@ class ESD(WeightEdit):
                 start = torch.randn(shape, generator=gen).to(device)
                 emb_c = embeds[word]
                 with torch.no_grad():  # z at the noise level of t: ddim_steps − 1 − t_enc steps from pure noise
-                    z = _sample_till(trained if cfg.partway_model == "trained" else frozen, scheduler, start, emb_c, empty, cfg.start_guidance, cfg.ddim_steps - 1 - t_enc)
+                    sampler = trained if cfg.partway_model == "trained" else frozen
+                    z = _sample_till(sampler, scheduler, start, emb_c, empty, cfg.start_guidance, cfg.ddim_steps - 1 - t_enc)
                 loss = esd_loss(trained, frozen, z, torch.tensor([t_ddpm], device=device), emb_c, empty, cfg.negative_guidance)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
