@@ -46,6 +46,31 @@ def test_esd_loss_equals_the_official_formula_on_fixed_inputs(pipe):
         assert ours.requires_grad  # only e_n carries the gradient
 
 
+def test_esd_loss_with_erase_from_equals_esd_sd_py(pipe):
+    """esd_sd.py with --erase_from f: MSE(e_n(f), e_f − η'(e_p − e_0)) with its η' = our η + 1; the
+    trained model is asked about f. With f = the concept it is the loss above."""
+    frozen = pipe.unet
+    trained = copy.deepcopy(frozen)
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(0.01 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel() + 1)))
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn((1, frozen.config.in_channels, 8, 8), generator=g)
+    d = frozen.config.cross_attention_dim
+    emb_c, emb_0, emb_f = (torch.randn((1, 7, d), generator=g) for _ in range(3))
+    t = torch.tensor([611])
+    for eta in (1.0, 15.0):
+        ours = esd_loss(trained, frozen, z, t, emb_c, emb_0, eta, emb_f)
+        with torch.no_grad():
+            e_0, e_p, e_f = (frozen(z, t, encoder_hidden_states=e).sample.double() for e in (emb_0, emb_c, emb_f))
+            e_n = trained(z, t, encoder_hidden_states=emb_f).sample.double()
+        official_eta = eta + 1
+        ref = ((e_n - (e_f - official_eta * (e_p - e_0))) ** 2).mean()
+        assert float(ours) == pytest.approx(float(ref), rel=1e-5)
+        same = esd_loss(trained, frozen, z, t, emb_c, emb_0, eta, emb_c)
+        assert float(same) == pytest.approx(float(esd_loss(trained, frozen, z, t, emb_c, emb_0, eta)), rel=1e-6)
+
+
 def test_ddpm_timestep_lies_in_the_ddim_steps_interval():
     g = torch.Generator().manual_seed(0)
     for t_enc in (0, 7, 49):
@@ -114,31 +139,33 @@ def test_fingerprint_changes_with_every_training_field(tiny_sd_dir):
     seen = {ref}
     changes = [("train_method", "noxattn"), ("train_method", "xattn_strict"), ("negative_guidance", 2.0), ("iterations", 4),
                ("lr", 2e-3), ("ddim_steps", 5), ("start_guidance", 1.0), ("seed", 1), ("partway_model", "frozen"),
-               ("erase_concept", "disc")]
+               ("erase_concept", "disc"), ("erase_from", ["a red circle"])]
     for k, v in changes:
         fp = ESD(_cfg(tiny_sd_dir, **{k: v})).fingerprint("base", "esd")
         assert fp not in seen, k
         seen.add(fp)
-    # the default partway_model is not in the payload: fingerprints from before the field existed are unchanged
-    assert "partway_model" not in ESD(_cfg(tiny_sd_dir)).edit_payload()
+    # the defaults of fields added later are not in the payload: fingerprints from before them are unchanged
+    assert not {"partway_model", "erase_from"} & set(ESD(_cfg(tiny_sd_dir)).edit_payload())
 
 
-def test_partway_model_changes_the_training(pipe, tiny_sd_dir):
-    """Who samples the part-way latents reaches the weights (same seed, same draws otherwise)."""
+def test_partway_model_and_erase_from_change_the_training(pipe, tiny_sd_dir):
+    """Who samples the part-way latents, and the prompts erased from, reach the weights (same seed)."""
     base = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
     results = []
-    for kw in ({}, {"partway_model": "frozen"}):
+    for kw in ({}, {"partway_model": "frozen"}, {"erase_from": ["a red circle"]}):
         pipe.unet.load_state_dict(base)
         ESD(_cfg(tiny_sd_dir, iterations=4, **kw)).apply(pipe)
         results.append({k: v.clone() for k, v in pipe.unet.state_dict().items() if "attn2" in k})
     pipe.unet.load_state_dict(base)
-    assert any(not torch.equal(results[0][k], results[1][k]) for k in results[1])
+    for other in results[1:]:
+        assert any(not torch.equal(results[0][k], other[k]) for k in other)
 
 
 # ------------------------------------------------------------------ the toy world (judge-scored, 8 seeds per prompt)
 
 REPO = Path(__file__).resolve().parents[2]
-TRAINING_KEYS = ("train_method", "negative_guidance", "iterations", "lr", "ddim_steps", "start_guidance", "seed")
+TRAINING_KEYS = ("train_method", "negative_guidance", "iterations", "lr", "ddim_steps", "start_guidance", "partway_model",
+                 "erase_from", "seed")
 
 
 def _toy_recipe(example: str) -> dict:
@@ -163,8 +190,9 @@ def toy():
 @pytest.mark.slow
 @pytest.mark.parametrize("example,method", [("esd_x.yaml", "xattn"), ("esd_u.yaml", "noxattn")])
 def test_esd_recipe_erases_circle_and_keeps_the_other_shapes(toy, example, method):
-    """ESD-x / ESD-u at the toy recipe (η 16, 300 iterations, lr 1e-3 / 1e-4, 20 DDIM steps; README
-    table): circle rate ≤ max(0.15, the guide prompts' own rate + 0.05), other shapes within 10 points."""
+    """ESD-x / ESD-u at the toy recipes (η 16, 300 iterations, lr 1e-3 / 1e-4, 20 DDIM steps; ESD-x
+    erased from the circle prompts; README table): circle rate ≤ max(0.15, the guide prompts' own
+    rate + 0.05), the other shapes within 10 points of the base model."""
     from support.toy_bench import CIRCLE, OTHERS
 
     bench, base = toy

@@ -20,11 +20,18 @@ the output layers ``conv_norm_out``/``conv_out`` — the official exclusion of `
 ``time_embed``; on SDXL also its ``add_embedding`` of pooled text and size ids, the same kind of layer), ``selfattn`` (``attn1``), ``full`` (everything). Defaults are the official ones
 of ``train-esd.py`` (η 1, 1000 iterations, lr 1e-5, 50 DDIM steps, start guidance 3).
 
-Two options come from the authors' later diffusers script (``esd_sd.py``): ``xattn_strict``
-(its ``esd-x-strict``: only ``attn2.to_k``/``attn2.to_v``, the projections of the text, so no
-image-side weight moves) and ``partway_model: frozen`` (it samples the part-way latents with the
-frozen original rather than with the model being trained). Its target
+Three options come from the authors' later diffusers script (``esd_sd.py``). Its target
 ``εc − η'·(εc − ε₀)`` is ours with ``η = η' − 1`` (its default η' = 2 is our η = 1).
+
+* ``xattn_strict`` (its ``esd-x-strict``) trains only ``attn2.to_k``/``attn2.to_v``, the
+  projections of the text, so no image-side weight moves.
+* ``partway_model: frozen`` samples the part-way latents with the frozen original rather than
+  with the model being trained.
+* ``erase_from`` (its ``--erase_from``, here a list with one prompt ``f`` drawn per iteration)
+  samples part-way from ``f``. The trained model is asked about ``f``, and the target is
+  ``ε(f) − (η + 1)·(εc − ε₀)``: the concept's direction is removed from ``f``'s own prediction,
+  so what ``f`` says besides the concept (a colour, a setting) stays in the target. With
+  ``f`` = the concept this is the loss above.
 
 Deliberate differences: ``z`` lies exactly at the noise level of the timestep the UNet is
 asked about (DDIM step ``t_enc`` ↔ DDPM ``20·t_enc + 1`` on 50 steps); the official CompVis
@@ -69,6 +76,8 @@ class ESDConfig(EditConfig):
     start_guidance: float = Field(3.0, ge=0.0, le=100.0, description="classifier-free guidance of the part-way sampling")
     partway_model: Literal["trained", "frozen"] = Field(
         "trained", description="who samples the part-way latents: the model being trained (train-esd.py) or the frozen original (esd_sd.py)")
+    erase_from: list[str] | None = Field(
+        None, description="prompts the concept is erased from (esd_sd.py's --erase_from); default: the concept itself")
     seed: int = Field(0, ge=0, le=2**63 - 1, description="seed of every random draw of the training")
 
 
@@ -99,7 +108,7 @@ def esd_target(e0: torch.Tensor, ec: torch.Tensor, eta: float) -> torch.Tensor:
 
 
 def esd_loss(trained: Any, frozen: Any, z: torch.Tensor, t: torch.Tensor, emb_c: Conditioning | torch.Tensor,
-             emb_0: Conditioning | torch.Tensor, eta: float) -> torch.Tensor:
+             emb_0: Conditioning | torch.Tensor, eta: float, emb_from: Conditioning | torch.Tensor | None = None) -> torch.Tensor:
     """MSE(ε_θ(z, t, c), ε₀ − η·(εc − ε₀)) with ε₀, εc from the frozen original (no gradient).
 
     ``emb_*`` is the family's conditioning (:mod:`erasekit.models.conditioning`; a bare tensor is an
@@ -110,8 +119,9 @@ def esd_loss(trained: Any, frozen: Any, z: torch.Tensor, t: torch.Tensor, emb_c:
     with torch.no_grad():
         e0 = unet_output(frozen, z, t, emb_0).float()
         ec = unet_output(frozen, z, t, emb_c).float()
-    en = unet_output(trained, z.float(), t, emb_c)
-    return torch.nn.functional.mse_loss(en, esd_target(e0, ec, eta))
+        target = esd_target(e0, ec, eta) if emb_from is None else unet_output(frozen, z, t, emb_from).float() - (eta + 1) * (ec - e0)
+    en = unet_output(trained, z.float(), t, emb_c if emb_from is None else emb_from)
+    return torch.nn.functional.mse_loss(en, target)
 
 
 def ddpm_timestep(t_enc: int, ddim_steps: int, gen: torch.Generator) -> int:
@@ -128,15 +138,16 @@ class ESD(WeightEdit):
     Config = ESDConfig
     label = "ESD"
     identity_key = "esd"
-    edit_fields = ("train_method", "negative_guidance", "iterations", "lr", "ddim_steps", "start_guidance", "partway_model", "seed")
+    edit_fields = ("train_method", "negative_guidance", "iterations", "lr", "ddim_steps", "start_guidance", "partway_model", "erase_from", "seed")
     config: ESDConfig
 
     def edit_payload(self) -> dict[str, Any]:
         c = self.config
         payload = {"esd_version": ESD_VERSION, "erase": as_list(c.erase_concept),
                    **{k: getattr(c, k) for k in self.edit_fields}}
-        if c.partway_model == "trained":  # the original default: fingerprints from before the field existed stay valid
-            del payload["partway_model"]
+        for k, default in (("partway_model", "trained"), ("erase_from", None)):
+            if payload[k] == default:  # fields added later: fingerprints from before they existed stay valid
+                del payload[k]
         return payload
 
     # -------------------------------------------------------------- training
@@ -169,7 +180,8 @@ class ESD(WeightEdit):
         scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
         scheduler.set_timesteps(cfg.ddim_steps, device=device)
         empty = encode_condition(pipe, [""], height=size_px, width=size_px)[0].to(torch.float32)
-        embeds = {w: encode_condition(pipe, [w], height=size_px, width=size_px)[0].to(torch.float32) for w in words}
+        sources = [f.strip() for f in cfg.erase_from] if cfg.erase_from else []
+        embeds = {w: encode_condition(pipe, [w], height=size_px, width=size_px)[0].to(torch.float32) for w in {*words, *sources}}
         t0 = time.perf_counter()
         losses: list[float] = []
         with _progress(cfg.iterations) as advance:
@@ -179,10 +191,13 @@ class ESD(WeightEdit):
                 t_ddpm = ddpm_timestep(t_enc, cfg.ddim_steps, gen)
                 start = torch.randn(shape, generator=gen).to(device)
                 emb_c = embeds[word]
+                emb_from = embeds[sources[int(torch.randint(len(sources), (1,), generator=gen))]] if sources else None
                 with torch.no_grad():  # z at the noise level of t: ddim_steps − 1 − t_enc steps from pure noise
                     sampler = trained if cfg.partway_model == "trained" else frozen
-                    z = _sample_till(sampler, scheduler, start, emb_c, empty, cfg.start_guidance, cfg.ddim_steps - 1 - t_enc)
-                loss = esd_loss(trained, frozen, z, torch.tensor([t_ddpm], device=device), emb_c, empty, cfg.negative_guidance)
+                    z = _sample_till(sampler, scheduler, start, emb_c if emb_from is None else emb_from, empty,
+                                     cfg.start_guidance, cfg.ddim_steps - 1 - t_enc)
+                loss = esd_loss(trained, frozen, z, torch.tensor([t_ddpm], device=device), emb_c, empty, cfg.negative_guidance,
+                                emb_from)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
