@@ -45,7 +45,7 @@ def _toy(esd_iterations: int) -> dict:
         "sld": {"erase_concept": "circle", "sld_config": "strong"},
         # the toy recipe (examples/family/esd_x.yaml), cut to esd_iterations
         "esd": {"erase_concept": "circle", "iterations": esd_iterations, "lr": 1e-3, "ddim_steps": 20, "negative_guidance": 16.0,
-                "erase_from": ["circle", "a circle"] + [f"a {c} circle" for c in ("red", "green", "blue", "yellow")]},
+                "erase_in": ["circle", "a circle"] + [f"a {c} circle" for c in ("red", "green", "blue", "yellow")]},
     }
     draw = {}
     for name, cfg in configs.items():

@@ -46,7 +46,7 @@ def test_esd_loss_equals_the_official_formula_on_fixed_inputs(pipe):
         assert ours.requires_grad  # only e_n carries the gradient
 
 
-def test_esd_loss_with_erase_from_equals_esd_sd_py(pipe):
+def test_esd_loss_with_erase_in_equals_esd_sd_py(pipe):
     """esd_sd.py with --erase_from f: MSE(e_n(f), e_f − η'(e_p − e_0)) with its η' = our η + 1; the
     trained model is asked about f. With f = the concept it is the loss above."""
     frozen = pipe.unet
@@ -139,20 +139,24 @@ def test_fingerprint_changes_with_every_training_field(tiny_sd_dir):
     seen = {ref}
     changes = [("train_method", "noxattn"), ("train_method", "xattn_strict"), ("negative_guidance", 2.0), ("iterations", 4),
                ("lr", 2e-3), ("ddim_steps", 5), ("start_guidance", 1.0), ("seed", 1), ("partway_model", "frozen"),
-               ("erase_concept", "disc"), ("erase_from", ["a red circle"])]
+               ("erase_concept", "disc"), ("erase_in", ["a red circle"])]
     for k, v in changes:
         fp = ESD(_cfg(tiny_sd_dir, **{k: v})).fingerprint("base", "esd")
         assert fp not in seen, k
         seen.add(fp)
     # the defaults of fields added later are not in the payload: fingerprints from before them are unchanged
-    assert not {"partway_model", "erase_from"} & set(ESD(_cfg(tiny_sd_dir)).edit_payload())
+    assert not {"partway_model", "erase_in"} & set(ESD(_cfg(tiny_sd_dir)).edit_payload())
 
 
-def test_partway_model_and_erase_from_change_the_training(pipe, tiny_sd_dir):
+def test_partway_model_and_erase_in_change_the_training(pipe, tiny_sd_dir):
     """Who samples the part-way latents, and the prompts erased from, reach the weights (same seed)."""
     base = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
     results = []
-    for kw in ({}, {"partway_model": "frozen"}, {"erase_from": ["a red circle"]}):
+    with pytest.raises(ValueError, match="erase_in"):
+        _cfg(tiny_sd_dir, erase_in=[])
+    with pytest.raises(ValueError, match="erase_in"):
+        _cfg(tiny_sd_dir, erase_in=["a red circle", " "])
+    for kw in ({}, {"partway_model": "frozen"}, {"erase_in": ["a red circle"]}):
         pipe.unet.load_state_dict(base)
         ESD(_cfg(tiny_sd_dir, iterations=4, **kw)).apply(pipe)
         results.append({k: v.clone() for k, v in pipe.unet.state_dict().items() if "attn2" in k})
@@ -165,7 +169,7 @@ def test_partway_model_and_erase_from_change_the_training(pipe, tiny_sd_dir):
 
 REPO = Path(__file__).resolve().parents[2]
 TRAINING_KEYS = ("train_method", "negative_guidance", "iterations", "lr", "ddim_steps", "start_guidance", "partway_model",
-                 "erase_from", "seed")
+                 "erase_in", "seed")
 
 
 def _toy_recipe(example: str) -> dict:

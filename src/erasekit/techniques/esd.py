@@ -27,7 +27,7 @@ Three options come from the authors' later diffusers script (``esd_sd.py``). Its
   projections of the text, so no image-side weight moves.
 * ``partway_model: frozen`` samples the part-way latents with the frozen original rather than
   with the model being trained.
-* ``erase_from`` (its ``--erase_from``, here a list with one prompt ``f`` drawn per iteration)
+* ``erase_in`` (its ``--erase_from``, here a list with one prompt ``f`` drawn per iteration)
   samples part-way from ``f``. The trained model is asked about ``f``, and the target is
   ``ε(f) − (η + 1)·(εc − ε₀)``: the concept's direction is removed from ``f``'s own prediction,
   so what ``f`` says besides the concept (a colour, a setting) stays in the target. With
@@ -53,7 +53,7 @@ import time
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from erasekit.errors import TechniqueError
 from erasekit.models.conditioning import Conditioning, encode_condition, unet_output, weight_dtype
@@ -76,9 +76,16 @@ class ESDConfig(EditConfig):
     start_guidance: float = Field(3.0, ge=0.0, le=100.0, description="classifier-free guidance of the part-way sampling")
     partway_model: Literal["trained", "frozen"] = Field(
         "trained", description="who samples the part-way latents: the model being trained (train-esd.py) or the frozen original (esd_sd.py)")
-    erase_from: list[str] | None = Field(
-        None, description="prompts the concept is erased from (esd_sd.py's --erase_from); default: the concept itself")
+    erase_in: list[str] | None = Field(
+        None, description="prompts the concept is erased in (esd_sd.py's --erase_from); default: the concept itself")
     seed: int = Field(0, ge=0, le=2**63 - 1, description="seed of every random draw of the training")
+
+    @field_validator("erase_in")
+    @classmethod
+    def _erase_in_prompts(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and (not v or any(not f.strip() for f in v)):
+            raise ValueError("erase_in must be null or a non-empty list of non-empty prompts")
+        return v
 
 
 def trainable_parameters(unet: Any, method: str) -> list[tuple[str, torch.nn.Parameter]]:
@@ -111,6 +118,8 @@ def esd_loss(trained: Any, frozen: Any, z: torch.Tensor, t: torch.Tensor, emb_c:
              emb_0: Conditioning | torch.Tensor, eta: float, emb_from: Conditioning | torch.Tensor | None = None) -> torch.Tensor:
     """MSE(ε_θ(z, t, c), ε₀ − η·(εc − ε₀)) with ε₀, εc from the frozen original (no gradient).
 
+    With ``emb_from`` (a prompt of ``erase_in``): MSE(ε_θ(z, t, f), ε(f) − (η + 1)·(εc − ε₀)).
+
     ``emb_*`` is the family's conditioning (:mod:`erasekit.models.conditioning`; a bare tensor is an
     SD 1.x/2.x context). On a v-prediction model (SD 2.x-768) the three outputs are velocities; the
     target is the same affine combination of them (weights 1 + η and −η sum to 1), which is the
@@ -138,14 +147,14 @@ class ESD(WeightEdit):
     Config = ESDConfig
     label = "ESD"
     identity_key = "esd"
-    edit_fields = ("train_method", "negative_guidance", "iterations", "lr", "ddim_steps", "start_guidance", "partway_model", "erase_from", "seed")
+    edit_fields = ("train_method", "negative_guidance", "iterations", "lr", "ddim_steps", "start_guidance", "partway_model", "erase_in", "seed")
     config: ESDConfig
 
     def edit_payload(self) -> dict[str, Any]:
         c = self.config
         payload = {"esd_version": ESD_VERSION, "erase": as_list(c.erase_concept),
                    **{k: getattr(c, k) for k in self.edit_fields}}
-        for k, default in (("partway_model", "trained"), ("erase_from", None)):
+        for k, default in (("partway_model", "trained"), ("erase_in", None)):
             if payload[k] == default:  # fields added later: fingerprints from before they existed stay valid
                 del payload[k]
         return payload
@@ -180,7 +189,7 @@ class ESD(WeightEdit):
         scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
         scheduler.set_timesteps(cfg.ddim_steps, device=device)
         empty = encode_condition(pipe, [""], height=size_px, width=size_px)[0].to(torch.float32)
-        sources = [f.strip() for f in cfg.erase_from] if cfg.erase_from else []
+        sources = [f.strip() for f in cfg.erase_in] if cfg.erase_in else []
         embeds = {w: encode_condition(pipe, [w], height=size_px, width=size_px)[0].to(torch.float32) for w in {*words, *sources}}
         t0 = time.perf_counter()
         losses: list[float] = []
