@@ -89,6 +89,11 @@ class ToyBench:
             out.append((np.clip(im, 0, 1) * 255).round().astype(np.uint8))
         return np.concatenate(out)
 
+    def base_scores(self) -> dict[str, Score]:
+        """The unedited model on the circle prompts, the other shapes and the guides (the bars' reference)."""
+        self.reset()
+        return {"circle": self.score(CIRCLE), "others": self.score(OTHERS), "guide": self.score(NEUTRAL_TARGETS)}
+
     def score(self, prompts: list[str], seeds=SEEDS) -> Score:
         preds = self.judge.predict(self.generate(prompts, seeds))
         truth = [_truth(p) for p in prompts for _ in seeds]

@@ -17,7 +17,7 @@ this world (≈ 0.40 at its best setting); its test states that figure.
 from __future__ import annotations
 
 import pytest
-from support.toy_bench import CIRCLE, DISC, NEUTRAL_TARGETS, OTHERS, TOY_READY, ToyBench
+from support.toy_bench import CIRCLE, DISC, OTHERS, TOY_READY, ToyBench
 
 from erasekit.world import world_for
 
@@ -45,8 +45,7 @@ def bench() -> ToyBench:
 
 @pytest.fixture(scope="module")
 def base(bench: ToyBench):
-    bench.reset()
-    return {"circle": bench.score(CIRCLE), "others": bench.score(OTHERS), "guide": bench.score(NEUTRAL_TARGETS)}
+    return bench.base_scores()
 
 
 def _recipe(name: str, concept) -> dict:

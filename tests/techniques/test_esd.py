@@ -182,13 +182,12 @@ def _toy_recipe(example: str) -> dict:
 
 @pytest.fixture(scope="module")
 def toy():
-    from support.toy_bench import CIRCLE, NEUTRAL_TARGETS, OTHERS, TOY_READY, ToyBench
+    from support.toy_bench import TOY_READY, ToyBench
 
     if not TOY_READY:
         pytest.skip("toy-world weights not built")
     bench = ToyBench()
-    base = {"circle": bench.score(CIRCLE), "others": bench.score(OTHERS), "guide": bench.score(NEUTRAL_TARGETS)}
-    return bench, base
+    return bench, bench.base_scores()
 
 
 @pytest.mark.slow

@@ -60,6 +60,7 @@ from erasekit.attacks.tokens import (
     token_table,
 )
 from erasekit.attacks.vocabulary import Vocabulary, drop_banned_words
+from erasekit.models.conditioning import unet_output
 from erasekit.registry import ATTACKS
 
 ATTACK_VERSION = "p4d/1"
@@ -72,8 +73,8 @@ def p4d_loss(erased_unet: Any, base_unet: Any, z0: torch.Tensor, noise: torch.Te
     x = a.sqrt() * z0.float() + (1 - a).sqrt() * noise.float()
     tt = torch.tensor([int(t)], device=z0.device)
     with torch.no_grad():
-        want = base_unet(x.to(base_unet.dtype), tt, encoder_hidden_states=cond_prompt.to(base_unet.dtype)).sample
-    got = erased_unet(x.to(erased_unet.dtype), tt, encoder_hidden_states=cond_adv.to(erased_unet.dtype)).sample
+        want = unet_output(base_unet, x, tt, cond_prompt)
+    got = unet_output(erased_unet, x, tt, cond_adv)
     return F.mse_loss(got.float(), want.float())
 
 

@@ -53,7 +53,13 @@ from erasekit.attacks.tokens import (
     token_table,
 )
 from erasekit.attacks.vocabulary import Vocabulary, drop_banned_words
-from erasekit.models.conditioning import Conditioning, context_encoder, sdxl_time_ids, unet_output
+from erasekit.models.conditioning import (
+    Conditioning,
+    context_encoder,
+    sdxl_time_ids,
+    unet_output,
+    weight_dtype,
+)
 from erasekit.models.families import SDXL, family_of
 from erasekit.registry import ATTACKS
 
@@ -80,7 +86,7 @@ def unlearndiff_loss(unet: Any, z0: torch.Tensor, noise: torch.Tensor, t: int, a
     is that v (the official code targets ε on SD 1.4, where the two coincide with the model's
     own training loss); any other prediction type is an error, not a silently wrong loss.
     """
-    x = noised(z0, noise, t, alphas_cumprod).to(unet.dtype)
+    x = noised(z0, noise, t, alphas_cumprod).to(weight_dtype(unet))
     tt = torch.tensor([int(t)], device=x.device)
     pred = unet_output(unet, x, tt, cond)
     if prediction_type == "epsilon":

@@ -201,10 +201,10 @@ class ESD(WeightEdit):
                 start = torch.randn(shape, generator=gen).to(device)
                 emb_c = embeds[word]
                 emb_from = embeds[sources[int(torch.randint(len(sources), (1,), generator=gen))]] if sources else None
+                prompt = emb_c if emb_from is None else emb_from  # what is sampled part-way and asked of the trained model
                 with torch.no_grad():  # z at the noise level of t: ddim_steps − 1 − t_enc steps from pure noise
                     sampler = trained if cfg.partway_model == "trained" else frozen
-                    z = _sample_till(sampler, scheduler, start, emb_c if emb_from is None else emb_from, empty,
-                                     cfg.start_guidance, cfg.ddim_steps - 1 - t_enc)
+                    z = _sample_till(sampler, scheduler, start, prompt, empty, cfg.start_guidance, cfg.ddim_steps - 1 - t_enc)
                 loss = esd_loss(trained, frozen, z, torch.tensor([t_ddpm], device=device), emb_c, empty, cfg.negative_guidance,
                                 emb_from)
                 opt.zero_grad(set_to_none=True)
